@@ -1,0 +1,3 @@
+"""CLI commands: serve (filled in by its owner)."""
+
+from planner.cli.app import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""CLI commands: simulate (filled in by its owner)."""
+
+from planner.cli.app import app  # noqa: F401
