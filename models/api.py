@@ -1,8 +1,9 @@
 """The contract between the difficulty predictors and the planner.
 
-A `Forecaster` turns a batch of `Query` objects into a `Forecast`: arrays over (query, tier) of the single-sample
-probability of a correct answer and output-token quantiles for a single plain pass. Strategy effects (majority
-vote, best-of-N, search, revisions) are applied on top by `models.strategies`, and prices by `simulator.costmodel`.
+A `Forecaster` turns a batch of `Query` objects into a `Forecast`: arrays over (query, tier) of the
+single-sample probability of a correct answer and output-token quantiles for a single plain pass. Strategy
+effects (majority vote, best-of-N, search, revisions) are applied on top by `models.strategies`, and prices by
+`simulator.costmodel`.
 """
 
 from __future__ import annotations

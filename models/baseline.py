@@ -1,0 +1,74 @@
+"""The simplest forecaster: per-tier prior accuracy and per-tier output-token quantiles.
+
+It ignores the query entirely, so every query gets the same forecast for a tier. It is the baseline every
+learned predictor must beat, and a safe fallback the planner can use before any predictor is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from models.api import Forecast, Query
+from models.data import plain_runs, prepare_runs
+
+DEFAULT_OUTPUT_TOKENS = 256.0
+"""Output tokens assumed for a tier whose runs carry no output length."""
+
+
+class PriorForecaster(BaseEstimator):
+    """Per-tier mean score, shrunk towards the overall mean by `prior_strength` pseudo-runs, and token quantiles.
+
+    Fit on a runs DataFrame in the canonical run columns (see `models.data.prepare_runs`).
+    """
+
+    def __init__(self, run_name_map: Mapping[str, str] | None = None, prior_strength: float = 2.0) -> None:
+        self.run_name_map = run_name_map
+        self.prior_strength = prior_strength
+
+    def fit(self, runs: pd.DataFrame, y: object = None) -> PriorForecaster:
+        frame = plain_runs(prepare_runs(runs, self.run_name_map))
+        overall = float(frame["score"].mean())
+        grouped = frame.groupby("tier", sort=True)
+        counts = grouped["score"].count()
+        sums = grouped["score"].sum()
+        self.tiers_ = tuple(str(t) for t in counts.index)
+        self.p_correct_ = ((sums + self.prior_strength * overall) / (counts + self.prior_strength)).to_numpy(
+            float
+        )
+        self.n_runs_ = counts.to_numpy(int)
+        tok = grouped["output_tokens"]
+        p50 = tok.quantile(0.5).reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
+        p90 = tok.quantile(0.9).reindex(counts.index).to_numpy(float)
+        self.output_p50_ = p50
+        self.output_p90_ = np.where(np.isnan(p90), 2.0 * p50, np.maximum(p90, p50))
+        self.output_mean_ = tok.mean().reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
+        return self
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        check_is_fitted(self, "tiers_")
+        return self.tiers_
+
+    def forecast(self, queries: Sequence[Query]) -> Forecast:
+        check_is_fitted(self, "tiers_")
+        n = len(queries)
+        ones = np.ones((n, 1))
+        return Forecast(
+            tiers=self.tiers_,
+            p_correct=ones * self.p_correct_[None, :],
+            output_tokens_p50=ones * self.output_p50_[None, :],
+            output_tokens_p90=ones * self.output_p90_[None, :],
+            input_tokens=np.array([q.input_tokens for q in queries], dtype=float),
+        )
+
+    def predict_proba_runs(self, runs: pd.DataFrame) -> np.ndarray:
+        """P(correct) for each (query, tier) row of a prepared runs frame (unknown tiers get the mean)."""
+        check_is_fitted(self, "tiers_")
+        lookup = dict(zip(self.tiers_, self.p_correct_, strict=True))
+        default = float(np.mean(self.p_correct_))
+        return np.array([lookup.get(t, default) for t in runs["tier"]], dtype=float)
