@@ -21,7 +21,7 @@ DEFAULT_OUTPUT_TOKENS = 256.0
 
 
 class PriorForecaster(BaseEstimator):
-    """Per-tier mean score, shrunk towards the overall mean by `prior_strength` pseudo-runs, and token quantiles.
+    """Per-tier mean score (shrunk to the overall mean by `prior_strength` pseudo-runs) and token quantiles.
 
     Fit on a runs DataFrame in the canonical run columns (see `models.data.prepare_runs`).
     """
