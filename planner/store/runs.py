@@ -1,0 +1,211 @@
+"""`RunStore`: bulk insert, statistics, queries and training frames over the `runs` table.
+
+Inserts are SQLAlchemy Core `insert` executemany statements that skip rows whose idempotency key
+(task, query_id, model, strategy, target, sample_index) already exists: `INSERT OR IGNORE` on SQLite,
+`ON CONFLICT DO NOTHING` on PostgreSQL. Rows must already be validated (untrusted input goes through
+`planner.ingest`, which validates and derives fields, then calls `insert_rows` inside its own transaction).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Insert, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from planner.store.database import Database
+from planner.store.tables import RunRow
+
+RUNS = RunRow.__table__  # type: ignore[attr-defined]
+
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "query_id", "task", "prompt", "prompt_chars", "output_chars", "tags", "features", "model", "tier",
+    "strategy", "strategy_params", "target", "sample_index", "correct", "score", "input_tokens",
+    "output_tokens", "cost_usd", "latency_s", "energy_j", "timestamp", "tenant",
+)  # fmt: skip
+"""The run columns of the shared import schema, in the order `load_frame` returns them."""
+
+STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
+_DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": "", "sample_index": 0,
+                             "tenant": "default"}  # fmt: skip
+_JSON_COLUMNS = ("features", "strategy_params")
+
+
+@dataclass(frozen=True)
+class TierStats:
+    """Per-tier summary: rows, mean score (accuracy for 0/1 runs) and mean output tokens."""
+
+    tier: str
+    rows: int
+    accuracy: float
+    mean_output_tokens: float | None
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Counts of distinct things in the store (optionally for one task) and per-tier summaries."""
+
+    rows: int
+    queries: int
+    models: int
+    tiers: int
+    tasks: int
+    per_tier: tuple[TierStats, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Equality filters (None = any) and a half-open timestamp window [since, until)."""
+
+    task: str | None = None
+    query_id: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    strategy: str | None = None
+    tenant: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    models: tuple[str, ...] = field(default=())
+
+
+def insert_statement(dialect: str) -> Insert:
+    """An INSERT on `runs` that silently skips rows whose idempotency key exists."""
+    if dialect == "postgresql":
+        return postgresql.insert(RUNS).on_conflict_do_nothing(constraint="uq_runs_key")
+    if dialect == "sqlite":
+        return sqlite.insert(RUNS).on_conflict_do_nothing()
+    return insert(RUNS)
+
+
+def with_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row from a canonical record: defaults filled, tier defaulting to the model name."""
+    row = {c: record.get(c) for c in STORED_COLUMNS}
+    for key, value in _DEFAULTS.items():
+        if row[key] is None:
+            row[key] = value
+    if row["tier"] is None:
+        row["tier"] = row["model"]
+    if row["score"] is None and row["correct"] is not None:
+        row["score"] = float(row["correct"])
+    for key in _JSON_COLUMNS:
+        if isinstance(row[key], Mapping):
+            row[key] = json.dumps(row[key], sort_keys=True)
+    return row
+
+
+class RunStore:
+    """Historical runs in a `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def insert_rows(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert complete stored rows on an open connection (caller owns the transaction); rows inserted."""
+        if not rows:
+            return 0
+        result = conn.execute(insert_statement(conn.dialect.name), list(rows))
+        return max(int(result.rowcount), 0)
+
+    def add_batch(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Insert canonical records (already validated) in one transaction; returns how many were new."""
+        rows = [with_defaults(r) for r in records]
+        with self.db.begin() as conn:
+            return self.insert_rows(conn, rows)
+
+    def count(self, task: str | None = None) -> int:
+        stmt = select(func.count()).select_from(RUNS)
+        if task is not None:
+            stmt = stmt.where(RUNS.c.task == task)
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def stats(self, task: str | None = None) -> RunStats:
+        """Distinct queries / models / tiers / tasks and per-tier accuracy and mean output tokens."""
+        c = RUNS.c
+        where = [c.task == task] if task is not None else []
+        distinct_queries = select(c.task, c.query_id).where(*where).group_by(c.task, c.query_id).subquery()
+        totals = select(
+            func.count(),
+            func.count(func.distinct(c.model)),
+            func.count(func.distinct(c.tier)),
+            func.count(func.distinct(c.task)),
+        ).where(*where)
+        tiers = (
+            select(c.tier, func.count(), func.avg(c.score), func.avg(c.output_tokens))
+            .where(*where)
+            .group_by(c.tier)
+            .order_by(c.tier)
+        )
+        with self.db.engine.connect() as conn:
+            rows, models, n_tiers, tasks = conn.execute(totals).one()
+            queries = conn.execute(select(func.count()).select_from(distinct_queries)).scalar_one()
+            per_tier = tuple(
+                TierStats(str(t), int(n), float(acc or 0.0), None if tok is None else float(tok))
+                for t, n, acc, tok in conn.execute(tiers)
+            )
+        return RunStats(int(rows), int(queries), int(models), int(n_tiers), int(tasks), per_tier)
+
+    def _select(self, flt: RunFilter | None) -> Any:
+        c = RUNS.c
+        stmt = select(*(c[name] for name in CANONICAL_COLUMNS))
+        if flt is None:
+            return stmt
+        for name in ("task", "query_id", "model", "tier", "strategy", "tenant"):
+            value = getattr(flt, name)
+            if value is not None:
+                stmt = stmt.where(c[name] == value)
+        if flt.models:
+            stmt = stmt.where(c.model.in_(flt.models))
+        if flt.since is not None:
+            stmt = stmt.where(c.timestamp >= flt.since)
+        if flt.until is not None:
+            stmt = stmt.where(c.timestamp < flt.until)
+        return stmt
+
+    def query(self, flt: RunFilter | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Canonical records matching `flt`, in insertion order, JSON fields parsed."""
+        stmt = self._select(flt).order_by(RUNS.c.id).limit(limit).offset(offset)
+        with self.db.engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(stmt)]
+        for rec in out:
+            for key in _JSON_COLUMNS:
+                if rec[key] is not None:
+                    rec[key] = json.loads(rec[key])
+        return out
+
+    def load_frame(self, task: str | None = None, models: Sequence[str] | None = None) -> pd.DataFrame:
+        """All matching runs as a DataFrame in the canonical columns (JSON fields parsed to dicts)."""
+        flt = RunFilter(task=task, models=tuple(models or ()))
+        stmt = self._select(flt).order_by(RUNS.c.id)
+        with self.db.engine.connect() as conn:
+            frame = pd.read_sql(stmt, conn)
+        for key in _JSON_COLUMNS:
+            frame[key] = frame[key].map(lambda v: None if v is None else json.loads(v), na_action="ignore")
+        for key in ("prompt_chars", "output_chars", "correct", "input_tokens", "output_tokens"):
+            frame[key] = frame[key].astype("Int64")
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        return frame
+
+    def has_source(self, source: str) -> bool:
+        """Whether any run was written with this `source` tag (e.g. `demo`)."""
+        stmt = select(RUNS.c.id).where(RUNS.c.source == source).limit(1)
+        with self.db.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def daily_counts(self, task: str | None = None) -> pd.DataFrame:
+        """Runs and distinct queries per UTC day (for traffic forecasting); rows without timestamp skipped."""
+        flt = RunFilter(task=task)
+        stmt = self._select(flt).where(RUNS.c.timestamp.is_not(None))
+        with self.db.engine.connect() as conn:
+            frame = pd.read_sql(stmt.with_only_columns(RUNS.c.timestamp, RUNS.c.query_id), conn)
+        frame["day"] = pd.to_datetime(frame["timestamp"], utc=True).dt.floor("D")
+        grouped = frame.groupby("day").agg(runs=("query_id", "size"), queries=("query_id", "nunique"))
+        return grouped.reset_index()
