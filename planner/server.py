@@ -1,0 +1,119 @@
+"""The gRPC server (`grpc.aio`): planner services, standard health checking, reflection, error mapping.
+
+`create_server(address, settings)` builds and starts a server and returns it with its bound port
+(port 0 picks a free one). `serve(settings)` runs one until SIGTERM/SIGINT, then stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from planner.catalog import Catalog, load_catalog
+from planner.errors import FailedPreconditionError
+from planner.servicers import ServiceState, add_all
+from planner.servicers.errors import ErrorMappingInterceptor
+from planner.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Channel options of the server: message-size limits and keepalive policy."""
+    size = settings.max_message_bytes
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _attach_health_and_reflection(
+    server: grpc.aio.Server, names: list[str], settings: Settings
+) -> health.aio.HealthServicer:
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
+    return health_servicer
+
+
+async def _set_serving(health_servicer: health.aio.HealthServicer, names: list[str]) -> None:
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ["", *names]:
+        await health_servicer.set(name, serving)
+
+
+async def create_server(
+    address: str | None = None,
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    db: Any = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Build, start and return `(server, bound_port)`.
+
+    `address` defaults to `settings.address`; `catalog` to `settings.catalog_path` (or the packaged default);
+    `db` is a `planner.store.Database` (None: services that need the store answer FAILED_PRECONDITION).
+    The `ServiceState` is reachable as `server.planner_state` (tests, CLI).
+    """
+    settings = settings or Settings()
+    address = address or settings.address
+    state = ServiceState(settings=settings, catalog=catalog or load_catalog(settings.catalog_path), db=db)
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
+    )
+    names = add_all(server, state)
+    health_servicer = _attach_health_and_reflection(server, names, settings)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise FailedPreconditionError(f"cannot bind {address!r}")
+    await server.start()
+    await _set_serving(health_servicer, names)
+    server.planner_state = state  # type: ignore[attr-defined]
+    server.planner_health = health_servicer  # type: ignore[attr-defined]
+    log.info("server.started", address=address, port=port, services=names)
+    return server, port
+
+
+async def stop_server(server: grpc.aio.Server, grace_s: float) -> None:
+    """Mark every service NOT_SERVING, let in-flight calls finish for `grace_s`, then stop."""
+    health_servicer = getattr(server, "planner_health", None)
+    if health_servicer is not None:
+        await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_s)
+    state = getattr(server, "planner_state", None)
+    if state is not None:
+        state.close()
+    log.info("server.stopped", grace_s=grace_s)
+
+
+async def serve(
+    settings: Settings, *, catalog: Catalog | None = None, db: Any = None, ready: asyncio.Event | None = None
+) -> None:
+    """Run a server until SIGTERM or SIGINT, then stop it gracefully."""
+    server, port = await create_server(settings.address, settings, catalog=catalog, db=db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    log.info("server.ready", port=port)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await stop_server(server, settings.grace_s)

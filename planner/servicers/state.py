@@ -1,0 +1,77 @@
+"""`ServiceState`: what every servicer of one server shares (settings, catalog, store, active predictor ...).
+
+One instance per server, created by `planner.server.create_server`; nothing here is module-global. Fields that
+change while serving (active catalog, predictor, router) are swapped whole, never mutated in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+
+from planner.catalog import Catalog
+from planner.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServiceState:
+    """Shared, per-server state handed to every servicer's `add_to_server(server, state)`."""
+
+    settings: Settings
+    catalog: Catalog
+    db: Any = None
+    """`planner.store.Database` or None (servicers that need the store then fail with FAILED_PRECONDITION)."""
+    catalog_version: str = ""
+    catalog_toml: str = ""
+    predictor: Any = None
+    """The active `models.api.Forecaster` (filled by the predictors service)."""
+    predictor_version: str = ""
+    router: Any = None
+    """The online router (filled by the routing service)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Slots for other services' per-server objects, keyed by service name."""
+    executor: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.catalog_version:
+            self.catalog_version = self.catalog.content_hash()
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.settings.worker_threads, thread_name_prefix="planner-worker"
+        )
+
+    def set_catalog(self, catalog: Catalog, toml: str = "") -> None:
+        """Make `catalog` the active one (swapped whole)."""
+        self.catalog, self.catalog_toml, self.catalog_version = catalog, toml, catalog.content_hash()
+
+    def time_budget(self, context: grpc.aio.ServicerContext) -> float:
+        """Seconds left for this call: the client's deadline, else `settings.default_deadline_s`."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self.settings.default_deadline_s
+        return max(0.0, float(remaining))
+
+    async def run_blocking(
+        self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run blocking work (database, fitting) on the worker pool within the call's time budget.
+
+        Raises `TimeoutError` (mapped to DEADLINE_EXCEEDED) when the budget runs out first; the worker thread
+        finishes in the background, so blocking work must be transactional (all or nothing).
+        """
+        budget = self.time_budget(context)
+        if budget <= 0:
+            raise TimeoutError("no time left for this call")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        return await asyncio.wait_for(future, timeout=budget)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

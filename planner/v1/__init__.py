@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the planner.v1 API (scripts/gen_protos.sh); do not edit."""
