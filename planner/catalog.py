@@ -1,11 +1,11 @@
 """The shared vocabulary: model tiers, test-time strategies, hardware targets, regions and tenants.
 
-Everything the planner allocates across is described here as frozen (pydantic) dataclasses, loaded and validated
-from a TOML file the user can replace (`planner/default_catalog.toml` is the default). A bad file raises
-`CatalogError` naming each bad field with its dotted path and value.
+Everything the planner allocates across is described here as frozen (pydantic) dataclasses, loaded and
+validated from a TOML file the user can replace (`planner/default_catalog.toml` is the default). A bad file
+raises `CatalogError` naming each bad field with its dotted path and value.
 
-This module is a leaf: it imports nothing of the project but `planner.errors`, so `models/` and `simulator/` may
-import it freely.
+This module is a leaf: it imports nothing of the project but `planner.errors`, so `models/` and `simulator/`
+may import it freely.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.
 
 WEIGHT_OVERHEAD = 1.2
 """Memory needed beyond the raw weights (activations, KV cache floor, runtime) as a factor on weight bytes."""
+
+
+class _FieldError(ValueError):
+    """Raised by entity validators so a violation names the exact field and value, not the whole entry."""
+
+    def __init__(self, field_name: str, value: Any, reason: str):
+        super().__init__(f"{field_name}={value!r}: {reason}")
+        self.field_name = field_name
+        self.value = value
+        self.reason = reason
 
 
 class StrategyKind(StrEnum):
@@ -65,7 +75,8 @@ class PriceModel(StrEnum):
 class ModelTier:
     """A model the planner can send queries to.
 
-    `run_names` are the names this model carries in historical run records (e.g. ZeroEval's `gpt-4o-2024-08-06`).
+    `run_names` are the names this model carries in historical run records (e.g. ZeroEval's
+    `gpt-4o-2024-08-06`).
     Closed models (`open_weights = false`) run only on the API target(s) of their `provider`.
     """
 
@@ -85,13 +96,15 @@ class ModelTier:
     @model_validator(mode="after")
     def _check(self) -> ModelTier:
         if self.precision not in BYTES_PER_PARAM:
-            raise ValueError(f"precision {self.precision!r} is not one of {sorted(BYTES_PER_PARAM)}")
+            raise _FieldError("precision", self.precision, f"not one of {sorted(BYTES_PER_PARAM)}")
         if self.active_params_b > self.total_params_b:
-            raise ValueError(
-                f"active_params_b {self.active_params_b} exceeds total_params_b {self.total_params_b}"
+            raise _FieldError(
+                "active_params_b", self.active_params_b, f"exceeds total_params_b {self.total_params_b}"
             )
         if not self.open_weights and not self.provider:
-            raise ValueError("a closed model (open_weights = false) needs a provider")
+            raise _FieldError(
+                "provider", self.provider, "a closed model (open_weights = false) needs a provider"
+            )
         return self
 
     @property
@@ -113,7 +126,7 @@ class Strategy:
 
     `samples` parallel samples (N, or beam width), `serial_steps` sequential rounds (revisions, search depth),
     `token_multiplier` output tokens of one sample relative to a plain single pass (chain of thought > 1),
-    `verifier_cost` extra tokens per sample spent by a verifier / process reward model, relative to the sample,
+    `verifier_cost` extra tokens per sample spent by a verifier / process reward model (relative to a sample),
     `verifier_accuracy` the probability the verifier ranks a correct sample above an incorrect one.
     """
 
@@ -131,11 +144,13 @@ class Strategy:
     def _check(self) -> Strategy:
         single_sample = (StrategyKind.SINGLE, StrategyKind.CHAIN_OF_THOUGHT, StrategyKind.REVISION)
         if self.kind in single_sample and self.samples != 1:
-            raise ValueError(f"kind {self.kind.value!r} takes samples = 1, got {self.samples}")
+            raise _FieldError("samples", self.samples, f"kind {self.kind.value!r} takes samples = 1")
         if self.kind in (StrategyKind.MAJORITY_VOTE, StrategyKind.BEST_OF_N) and self.samples < 2:
-            raise ValueError(f"kind {self.kind.value!r} needs samples >= 2, got {self.samples}")
+            raise _FieldError("samples", self.samples, f"kind {self.kind.value!r} needs samples >= 2")
         if self.kind in (StrategyKind.BEST_OF_N, StrategyKind.PRM_SEARCH) and self.verifier_accuracy <= 0.5:
-            raise ValueError(f"kind {self.kind.value!r} needs verifier_accuracy > 0.5, got {self.verifier_accuracy}")
+            raise _FieldError(
+                "verifier_accuracy", self.verifier_accuracy, f"kind {self.kind.value!r} needs > 0.5"
+            )
         return self
 
     @property
@@ -155,7 +170,7 @@ class TokenPrice:
 
 @dataclass(frozen=True, config=_STRICT)
 class Target:
-    """A place a model can run: a GPU type, an LPU-style or wafer-scale service, an edge device or a hosted API.
+    """A place a model can run: a GPU type, an LPU-style or wafer-scale service, an edge device or an API.
 
     Device-hour and owned targets host any open-weight model that fits `max_devices` x `memory_gb`; per-token
     targets host exactly the models in `token_prices` (keyed by tier name) at `tokens_per_s_per_user`.
@@ -185,18 +200,30 @@ class Target:
     @model_validator(mode="after")
     def _check(self) -> Target:
         if self.price_model is PriceModel.DEVICE_HOUR and self.usd_per_hour <= 0:
-            raise ValueError("price_model 'device_hour' needs usd_per_hour > 0")
+            raise _FieldError(
+                "usd_per_hour", self.usd_per_hour, "price_model 'device_hour' needs usd_per_hour > 0"
+            )
         if self.price_model is PriceModel.PER_TOKEN:
             if not self.token_prices:
-                raise ValueError("price_model 'per_token' needs token_prices")
+                raise _FieldError(
+                    "token_prices", self.token_prices, "price_model 'per_token' needs token_prices"
+                )
             if self.tokens_per_s_per_user <= 0:
-                raise ValueError("price_model 'per_token' needs tokens_per_s_per_user > 0")
+                raise _FieldError(
+                    "tokens_per_s_per_user",
+                    self.tokens_per_s_per_user,
+                    "price_model 'per_token' needs a value > 0",
+                )
         if self.price_model is PriceModel.OWNED and self.device_price_usd <= 0:
-            raise ValueError("price_model 'owned' needs device_price_usd > 0")
+            raise _FieldError(
+                "device_price_usd", self.device_price_usd, "price_model 'owned' needs device_price_usd > 0"
+            )
         if self.price_model is not PriceModel.PER_TOKEN and self.memory_gb <= 0:
-            raise ValueError(f"price_model {self.price_model.value!r} needs memory_gb > 0")
+            raise _FieldError(
+                "memory_gb", self.memory_gb, f"price_model {self.price_model.value!r} needs memory_gb > 0"
+            )
         if self.idle_power_w > self.power_w:
-            raise ValueError(f"idle_power_w {self.idle_power_w} exceeds power_w {self.power_w}")
+            raise _FieldError("idle_power_w", self.idle_power_w, f"exceeds power_w {self.power_w}")
         return self
 
     @property
@@ -234,7 +261,7 @@ class Tenant:
     @model_validator(mode="after")
     def _check(self) -> Tenant:
         if self.period not in ("hour", "day", "week", "month"):
-            raise ValueError(f"period {self.period!r} is not one of ['day', 'hour', 'month', 'week']")
+            raise _FieldError("period", self.period, "not one of ['day', 'hour', 'month', 'week']")
         return self
 
 
@@ -257,7 +284,7 @@ class Catalog:
             raise CatalogError("catalog is inconsistent", problems)
         return self
 
-    # ---- look-ups -------------------------------------------------------------------------------------------
+    # ---- look-ups ------------------------------------------------------------------------------------------
     def tier(self, name: str) -> ModelTier:
         return _lookup(self.tiers, name, "tier")
 
@@ -290,6 +317,8 @@ class Catalog:
 
     def fits(self, tier: ModelTier, target: Target) -> bool:
         """Whether `tier` may run on `target`: provider match, hosted list, or weights fitting memory."""
+        if not tier.open_weights and tier.provider != target.provider:
+            return False
         if target.price_model is PriceModel.PER_TOKEN:
             return tier.name in target.token_prices
         if not tier.open_weights:
@@ -362,17 +391,25 @@ def _cross_reference_problems(cat: Catalog) -> list[FieldViolation]:
             if s not in strategy_names:
                 problems.append(FieldViolation(f"tiers[{i}].strategies", s, "unknown strategy"))
         if not tier.open_weights and tier.provider not in providers:
-            problems.append(FieldViolation(f"tiers[{i}].provider", tier.provider, "no api target of that provider"))
+            problems.append(
+                FieldViolation(f"tiers[{i}].provider", tier.provider, "no api target of that provider")
+            )
         for rn in tier.run_names:
             if rn in run_names:
                 problems.append(
                     FieldViolation(f"tiers[{i}].run_names", rn, f"already mapped to tier {run_names[rn]!r}")
                 )
             run_names[rn] = tier.name
+    closed = {t.name: t.provider for t in cat.tiers if not t.open_weights}
     for i, target in enumerate(cat.targets):
         for model in target.token_prices:
             if model not in tier_names:
                 problems.append(FieldViolation(f"targets[{i}].token_prices", model, "unknown tier"))
+            elif model in closed and closed[model] != target.provider:
+                reason = (
+                    f"closed tier of provider {closed[model]!r} on a target of provider {target.provider!r}"
+                )
+                problems.append(FieldViolation(f"targets[{i}].token_prices", model, reason))
         if region_names and target.region not in region_names:
             problems.append(FieldViolation(f"targets[{i}].region", target.region, "unknown region"))
     for i, tier in enumerate(cat.tiers):
@@ -391,6 +428,16 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(catalog)"
 
 
+def _violation(err: Any, ctx_err: object) -> FieldViolation:
+    """One pydantic error as a FieldViolation naming the exact field path and the offending value."""
+    path = _loc_to_path(tuple(err["loc"]))
+    if isinstance(ctx_err, _FieldError):
+        field_path = ctx_err.field_name if path == "(catalog)" else f"{path}.{ctx_err.field_name}"
+        return FieldViolation(field_path, ctx_err.value, ctx_err.reason)
+    value = None if err.get("type") == "missing" else err.get("input")
+    return FieldViolation(path, value, str(err["msg"]))
+
+
 def catalog_from_dict(data: Mapping[str, Any]) -> Catalog:
     """Validate a plain mapping (as parsed from TOML or JSON) into a Catalog, or raise CatalogError."""
     try:
@@ -403,9 +450,7 @@ def catalog_from_dict(data: Mapping[str, Any]) -> Catalog:
             ctx_err = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_err, CatalogError):
                 raise ctx_err from None
-            violations.append(
-                FieldViolation(_loc_to_path(tuple(err["loc"])), err.get("input"), str(err["msg"]))
-            )
+            violations.append(_violation(err, ctx_err))
         raise CatalogError("catalog is invalid", violations) from None
     except TypeError as exc:
         raise CatalogError("catalog is invalid", [FieldViolation("(catalog)", None, str(exc))]) from None
@@ -429,5 +474,7 @@ def parse_catalog(text: str, source: str = "<string>") -> Catalog:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{source} is not valid TOML", [FieldViolation("(file)", source, str(exc))]) from None
+        raise CatalogError(
+            f"{source} is not valid TOML", [FieldViolation("(file)", source, str(exc))]
+        ) from None
     return catalog_from_dict(data)
