@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,11 +18,12 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from planner.catalog import Catalog, load_catalog
-from planner.errors import FailedPreconditionError
+from planner.catalog import Catalog, parse_catalog
+from planner.errors import CatalogError, FailedPreconditionError, FieldViolation
 from planner.servicers import ServiceState, add_all
 from planner.servicers.errors import ErrorMappingInterceptor
 from planner.settings import Settings
+from planner.store import CatalogStore
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +57,25 @@ async def _set_serving(health_servicer: health.aio.HealthServicer, names: list[s
         await health_servicer.set(name, serving)
 
 
+def initial_catalog(settings: Settings, db: Any) -> tuple[Catalog, str]:
+    """The catalog a server starts with, and its TOML text: `settings.catalog_path` if set, else the active
+    stored version (when there is a database), else the packaged default."""
+    if settings.catalog_path is not None:
+        try:
+            text = Path(settings.catalog_path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CatalogError(
+                "cannot read catalog", [FieldViolation("catalog_path", str(settings.catalog_path), str(exc))]
+            ) from None
+        return parse_catalog(text, str(settings.catalog_path)), text
+    if db is not None:
+        active = CatalogStore(db).get_active()
+        if active is not None:
+            return active.catalog(), active.toml
+    text = resources.files("planner").joinpath("default_catalog.toml").read_text(encoding="utf-8")
+    return parse_catalog(text, "default_catalog.toml"), text
+
+
 async def create_server(
     address: str | None = None,
     settings: Settings | None = None,
@@ -62,13 +85,16 @@ async def create_server(
 ) -> tuple[grpc.aio.Server, int]:
     """Build, start and return `(server, bound_port)`.
 
-    `address` defaults to `settings.address`; `catalog` to `settings.catalog_path` (or the packaged default);
+    `address` defaults to `settings.address`; `catalog` to `initial_catalog(settings, db)`;
     `db` is a `planner.store.Database` (None: services that need the store answer FAILED_PRECONDITION).
     The `ServiceState` is reachable as `server.planner_state` (tests, CLI).
     """
     settings = settings or Settings()
     address = address or settings.address
-    state = ServiceState(settings=settings, catalog=catalog or load_catalog(settings.catalog_path), db=db)
+    toml = ""
+    if catalog is None:
+        catalog, toml = initial_catalog(settings, db)
+    state = ServiceState(settings=settings, catalog=catalog, catalog_toml=toml, db=db)
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor()],
         options=server_options(settings),
@@ -100,16 +126,20 @@ async def stop_server(server: grpc.aio.Server, grace_s: float) -> None:
 
 
 async def serve(
-    settings: Settings, *, catalog: Catalog | None = None, db: Any = None, ready: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    db: Any = None,
+    on_ready: Callable[[grpc.aio.Server, int], None] | None = None,
 ) -> None:
-    """Run a server until SIGTERM or SIGINT, then stop it gracefully."""
+    """Run a server until SIGTERM or SIGINT, then stop it gracefully; calls `on_ready(server, port)`."""
     server, port = await create_server(settings.address, settings, catalog=catalog, db=db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
+    if on_ready is not None:
+        on_ready(server, port)
     log.info("server.ready", port=port)
     try:
         await stop.wait()

@@ -1,3 +1,64 @@
-"""CLI commands: serve (filled in by its owner)."""
+"""`planner serve`: open (and migrate) the store, optionally seed the demo history, run the gRPC server."""
 
-from planner.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Annotated, Any
+
+import grpc
+import structlog
+import typer
+
+from planner.cli.app import app
+from planner.logging import configure_logging
+from planner.server import serve
+from planner.settings import load_settings
+from planner.store import Database, RunStore
+
+log = structlog.get_logger(__name__)
+
+
+def seed_demo_if_empty(db: Database) -> int:
+    """Seed the demo history with `planner.demo.seed_demo(db)` when the store has no runs; rows written."""
+    if RunStore(db).count() > 0:
+        return 0
+    try:
+        demo: Any = importlib.import_module("planner.demo")
+    except ModuleNotFoundError:
+        log.warning("demo.unavailable", reason="planner.demo is not installed")
+        return 0
+    result = demo.seed_demo(db)
+    return int(getattr(result, "inserted", result) or 0)
+
+
+def start_metrics(port: int) -> None:
+    """Serve Prometheus metrics on `port` (0 = off)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+        log.info("metrics.started", port=port)
+
+
+@app.command("serve")
+def serve_command(
+    address: Annotated[str | None, typer.Option(help="host:port to bind (PLANNER_ADDRESS).")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Store URL (PLANNER_DATABASE_URL).")] = None,
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo history if empty.")] = False,
+) -> None:
+    """Run the planner's gRPC server until SIGTERM / SIGINT."""
+    settings = load_settings(address=address, database_url=database_url)
+    configure_logging(settings)
+    db = Database(settings.database_url)
+    if demo:
+        log.info("demo.seeded", rows=seed_demo_if_empty(db))
+    start_metrics(settings.metrics_port)
+
+    def ready(_server: grpc.aio.Server, port: int) -> None:
+        log.info("serve.listening", address=settings.address, port=port)
+
+    try:
+        asyncio.run(serve(settings, db=db, on_ready=ready))
+    finally:
+        db.dispose()

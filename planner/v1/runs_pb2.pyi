@@ -255,14 +255,18 @@ class RunFilter(_message.Message):
 
     TASK_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
-    TIERS_FIELD_NUMBER: _builtins.int
-    STRATEGIES_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
     QUERY_ID_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Task tag."""
+    tier: _builtins.str
+    """Tier name."""
+    strategy: _builtins.str
+    """Strategy name."""
     tenant: _builtins.str
     """Tenant."""
     query_id: _builtins.str
@@ -270,14 +274,6 @@ class RunFilter(_message.Message):
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Raw model names."""
-
-    @_builtins.property
-    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Tier names."""
-
-    @_builtins.property
-    def strategies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Strategy names."""
 
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
@@ -292,8 +288,8 @@ class RunFilter(_message.Message):
         *,
         task: _builtins.str = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
-        tiers: _abc.Iterable[_builtins.str] | None = ...,
-        strategies: _abc.Iterable[_builtins.str] | None = ...,
+        tier: _builtins.str = ...,
+        strategy: _builtins.str = ...,
         tenant: _builtins.str = ...,
         query_id: _builtins.str = ...,
         since: _timestamp_pb2.Timestamp | None = ...,
@@ -301,7 +297,7 @@ class RunFilter(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "query_id", b"query_id", "since", b"since", "strategies", b"strategies", "task", b"task", "tenant", b"tenant", "tiers", b"tiers", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "query_id", b"query_id", "since", b"since", "strategy", b"strategy", "task", b"task", "tenant", b"tenant", "tier", b"tier", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
