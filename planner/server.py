@@ -22,6 +22,7 @@ from planner.catalog import Catalog, parse_catalog
 from planner.errors import CatalogError, FailedPreconditionError, FieldViolation
 from planner.servicers import ServiceState, add_all
 from planner.servicers.errors import ErrorMappingInterceptor
+from planner.servicers.metrics import MetricsInterceptor, RpcMetrics
 from planner.settings import Settings
 from planner.store import CatalogStore
 
@@ -95,8 +96,9 @@ async def create_server(
     if catalog is None:
         catalog, toml = initial_catalog(settings, db)
     state = ServiceState(settings=settings, catalog=catalog, catalog_toml=toml, db=db)
+    metrics = RpcMetrics()
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[MetricsInterceptor(metrics), ErrorMappingInterceptor()],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
@@ -106,9 +108,13 @@ async def create_server(
     if port == 0:
         raise FailedPreconditionError(f"cannot bind {address!r}")
     await server.start()
+    if settings.metrics_port:
+        metrics.serve_http(settings.metrics_port)
+        log.info("metrics.started", port=settings.metrics_port)
     await _set_serving(health_servicer, names)
     server.planner_state = state  # type: ignore[attr-defined]
     server.planner_health = health_servicer  # type: ignore[attr-defined]
+    server.planner_metrics = metrics  # type: ignore[attr-defined]
     log.info("server.started", address=address, port=port, services=names)
     return server, port
 
@@ -119,9 +125,10 @@ async def stop_server(server: grpc.aio.Server, grace_s: float) -> None:
     if health_servicer is not None:
         await health_servicer.enter_graceful_shutdown()
     await server.stop(grace_s)
-    state = getattr(server, "planner_state", None)
-    if state is not None:
-        state.close()
+    for attr in ("planner_state", "planner_metrics"):
+        resource = getattr(server, attr, None)
+        if resource is not None:
+            resource.close()
     log.info("server.stopped", grace_s=grace_s)
 
 

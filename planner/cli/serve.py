@@ -32,15 +32,6 @@ def seed_demo_if_empty(db: Database) -> int:
     return int(getattr(result, "inserted", result) or 0)
 
 
-def start_metrics(port: int) -> None:
-    """Serve Prometheus metrics on `port` (0 = off)."""
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)
-        log.info("metrics.started", port=port)
-
-
 @app.command("serve")
 def serve_command(
     address: Annotated[str | None, typer.Option(help="host:port to bind (PLANNER_ADDRESS).")] = None,
@@ -53,7 +44,6 @@ def serve_command(
     db = Database(settings.database_url)
     if demo:
         log.info("demo.seeded", rows=seed_demo_if_empty(db))
-    start_metrics(settings.metrics_port)
 
     def ready(_server: grpc.aio.Server, port: int) -> None:
         log.info("serve.listening", address=settings.address, port=port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from planner.catalog import load_catalog
-from planner.server import serve, stop_server
+from planner.server import create_server, serve, stop_server
 from planner.settings import Settings
 from planner.store import Database
 from planner.v1 import catalog_pb2, catalog_pb2_grpc, runs_pb2, runs_pb2_grpc
@@ -190,8 +191,6 @@ async def test_tiny_deadline_is_deadline_exceeded(channel: grpc.aio.Channel) -> 
 
 
 async def test_in_flight_stream_finishes_during_graceful_shutdown(settings: Settings, db: Database) -> None:
-    from planner.server import create_server
-
     server, port = await create_server("127.0.0.1:0", settings, db=db)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         call = runs_pb2_grpc.RunServiceStub(ch).RecordRuns()
@@ -217,3 +216,45 @@ async def test_serve_stops_gracefully_on_sigterm(settings: Settings, db: Databas
 
     await asyncio.wait_for(serve(settings, db=db, on_ready=ready), timeout=20)
     assert ports and ports[0] > 0
+
+
+async def test_metrics_count_calls_by_method_and_code(
+    server: tuple[grpc.aio.Server, int], channel: grpc.aio.Channel
+) -> None:
+    stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+    await stub.GetCatalog(catalog_pb2.GetCatalogRequest())
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.PutCatalog(catalog_pb2.PutCatalogRequest(toml="not toml ["))
+    registry = server[0].planner_metrics.registry  # type: ignore[attr-defined]
+
+    def calls(method: str, code: str) -> float | None:
+        labels = {"method": f"/planner.v1.CatalogService/{method}", "code": code}
+        return registry.get_sample_value("planner_rpc_calls_total", labels)
+
+    assert calls("GetCatalog", "OK") == 1
+    assert calls("PutCatalog", "INVALID_ARGUMENT") == 1
+
+
+async def test_metrics_endpoint_and_message_size_limit(tmp_path: Path, db: Database) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    settings = Settings(
+        database_url=db.url, address="127.0.0.1:0", metrics_port=metrics_port, max_message_mb=1, grace_s=0
+    )
+    server, port = await create_server(None, settings, db=db)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = catalog_pb2_grpc.CatalogServiceStub(ch)
+            await stub.GetCatalog(catalog_pb2.GetCatalogRequest(), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.PutCatalog(catalog_pb2.PutCatalogRequest(toml="#" * (2 * 1024 * 1024)), timeout=10)
+            assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        assert 'planner_rpc_calls_total{code="OK",method="/planner.v1.CatalogService/GetCatalog"} 1.0' in body
+    finally:
+        await stop_server(server, 0)
