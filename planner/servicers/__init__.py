@@ -2,6 +2,11 @@
 
 Each module exposes `add_to_server(server, state)`; `add_all` calls them in order and returns the full service
 names (for health checking and reflection). Service owners edit their own module only.
+
+Writing a handler: `async def Rpc(self, request, context)`; raise `planner.errors` exceptions (the
+server's `ErrorMappingInterceptor` turns them into statuses -- never `context.abort` for domain errors); run
+blocking work with `await self.state.run_blocking(context, fn, *args)` (worker pool, bounded by the call's
+deadline); give solvers `self.state.time_limit(context, requested_s)`; streaming handlers may be async gens.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ class ServiceState:
     """The online router (filled by the routing service)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Slots for other services' per-server objects, keyed by service name."""
+    catalog_listeners: list[Callable[[Catalog], None]] = field(default_factory=list)
+    """Called with the new catalog after `set_catalog` (e.g. to rebuild option tables)."""
     executor: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,8 @@ class ServiceState:
     def set_catalog(self, catalog: Catalog, toml: str = "") -> None:
         """Make `catalog` the active one (swapped whole)."""
         self.catalog, self.catalog_toml, self.catalog_version = catalog, toml, catalog.content_hash()
+        for listener in self.catalog_listeners:
+            listener(catalog)
 
     def time_budget(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds left for this call: the client's deadline, else `settings.default_deadline_s`."""
@@ -57,6 +61,18 @@ class ServiceState:
         if remaining is None:
             return self.settings.default_deadline_s
         return max(0.0, float(remaining))
+
+    def time_limit(
+        self, context: grpc.aio.ServicerContext, requested_s: float = 0.0, reserve_s: float = 0.05
+    ) -> float:
+        """Seconds a solver may spend: the call's budget minus `reserve_s` (to build the reply), capped by a
+        positive `requested_s`. Raises `TimeoutError` (DEADLINE_EXCEEDED) when nothing is left."""
+        limit = self.time_budget(context) - reserve_s
+        if requested_s > 0:
+            limit = min(limit, requested_s)
+        if limit <= 0:
+            raise TimeoutError("no time left for this call")
+        return limit
 
     async def run_blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kwargs: Any
