@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import FieldViolation, InvalidArgumentError
-from simulator.hardware import DeploymentConfig, Efficiency
+from simulator.hardware import DeploymentConfig, DeviceSpec, Efficiency
 
 PACKAGED = "h100_calibration.json"
+
+H100 = DeviceSpec("H100-SXM5-80GB", 80.0, 3350.0, 989.0, 1979.0, 1979.0, 700.0)
+"""The measured device's datasheet figures (shared/data/hardware/hardware_specs.csv; NVIDIA datasheet)."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from planner.catalog import Catalog, ModelTier, PriceModel, Strategy, Target, TargetFamily
 from planner.errors import FieldViolation, InvalidArgumentError, NotFoundError
-from simulator.calibration import Calibration, load_calibration
+from simulator.calibration import H100, Calibration, load_calibration
 from simulator.hardware import (
     DeploymentConfig,
     DeviceSpec,
@@ -50,8 +50,8 @@ from simulator.hardware import (
 
 FloatArray = npt.NDArray[np.float64]
 
-REFERENCE_DEVICE = DeviceSpec("H100-SXM5-80GB", 80.0, 3350.0, 989.0, 1979.0, 1979.0, 700.0)
-"""Datasheet H100 (the calibration's device), used to estimate energy of per-token-priced targets."""
+REFERENCE_DEVICE = H100
+"""The calibration's device, used to estimate the energy of per-token-priced targets."""
 
 DEFAULT_BATCH = {TargetFamily.EDGE: 1.0}
 DEFAULT_GPU_BATCH = 64.0

@@ -159,6 +159,9 @@ class Efficiency:
     per_seq_overhead_s: float = 2e-5
     tp_overhead_s: float = 0.002
     moe_touch: float = 1.0
+    overhead_size_exp: float = 0.35
+    fp8_eff: float = 1.0
+    int4_eff: float = 1.0
     idle_frac: float = 0.15
     power_mem_weight: float = 0.8
     power_compute_weight: float = 0.6
@@ -174,6 +177,18 @@ class Efficiency:
 
     def replace(self, **changes: float) -> Efficiency:
         return Efficiency(**{**self.as_dict(), **changes})
+
+    def precision_factor(self, bytes_per_param: Num) -> Num:
+        """Kernel-efficiency multiplier of quantised weights: 8-bit (`fp8_eff`) and 4-bit (`int4_eff`) decode
+        kernels de-quantise on the fly and reach a different share of bandwidth than 16-bit ones."""
+        b = np.asarray(bytes_per_param, dtype=float)
+        return np.where(b <= 0.5, self.int4_eff, np.where(b <= 1.0, self.fp8_eff, 1.0))
+
+    def size_scale(self, total_b: Num) -> Num:
+        """Per-step overheads (kernel launches, all-reduces) grow with depth, and depth grows with size
+        (8B: 32 layers, 70B: 80, 405B: 126): they scale by (total params / 10B) ** overhead_size_exp.
+        (sqrt(total x active) as the size of a mixture of experts fitted no better on the H100 rows.)"""
+        return np.power(np.asarray(total_b, dtype=float) / 10.0, self.overhead_size_exp)
 
 
 @dataclass(frozen=True)
@@ -322,14 +337,18 @@ def decode_physics(
     flops = 2.0 * np.asarray(active_b) * 1e9 * batch
     bw = np.asarray(bandwidth_gb_s) * 1e9 * n
     peak = np.asarray(peak_tflops) * 1e12 * n
-    mem_s = bytes_read / (bw * eff.bw_eff)
-    comp_s = flops / (peak * eff.compute_eff)
+    quant = eff.precision_factor(bytes_per_param)
+    mem_s = bytes_read / (bw * eff.bw_eff * quant)
+    comp_s = flops / (peak * eff.compute_eff * quant)
     p = eff.overlap
     roof = np.power(np.power(mem_s, p) + np.power(comp_s, p), 1.0 / p)
-    overhead = eff.step_overhead_s + eff.per_seq_overhead_s * batch + eff.tp_overhead_s * np.log2(n)
-    step = roof + overhead
-    power = power_draw(eff, board_w, n, bytes_read / (bw * step), flops / (peak * step))
-    return DecodeStep(step, mem_s, comp_s, overhead, bytes_read, flops, power, batch)
+    fixed = (eff.step_overhead_s + eff.tp_overhead_s * np.log2(n)) * eff.size_scale(total_b)
+    per_seq = eff.per_seq_overhead_s * batch
+    step = roof + fixed + per_seq
+    # memory busy: streaming share of the step; compute busy: matmul + per-sequence kernels (attention,
+    # sampling); the fixed overhead and communication are counted as idle time.
+    power = power_draw(eff, board_w, n, mem_s / step, (comp_s + per_seq) / step)
+    return DecodeStep(step, mem_s, comp_s, fixed + per_seq, bytes_read, flops, power, batch)
 
 
 def decode_step(config: DeploymentConfig, eff: Efficiency) -> DecodeStep:
@@ -360,16 +379,31 @@ class Prefill:
     power_w: float
 
 
+def prefill_physics(
+    eff: Efficiency, *, active_b: Num, peak_tflops: Num, board_w: Num, n: Num
+) -> tuple[Num, Num, Num]:
+    """Compute-bound prefill of one input token: (replica seconds, replica power W, joules); broadcasts."""
+    n = np.asarray(n, dtype=float)
+    s_per_token = 2.0 * np.asarray(active_b) * 1e9 / (np.asarray(peak_tflops) * 1e12 * n * eff.prefill_eff)
+    power = power_draw(eff, board_w, n, 0.0, 1.0)
+    return s_per_token, power, power * s_per_token
+
+
 def prefill(config: DeploymentConfig, eff: Efficiency, input_tokens: Num) -> Prefill:
     """Compute-bound prefill: 2 x active params FLOPs per token at `prefill_eff` of peak + one weight read."""
     m, d, n = config.model, config.device, config.n_devices
-    peak = d.peak_flops(m.precision) * n * eff.prefill_eff
-    s_per_token = 2.0 * m.active_params_b * 1e9 / peak
+    s_tok, power, j_tok = prefill_physics(
+        eff,
+        active_b=m.active_params_b,
+        peak_tflops=d.peak_flops(m.precision) / 1e12,
+        board_w=d.board_power_w,
+        n=n,
+    )
     weight_read_s = m.weight_bytes / (d.bandwidth_gb_s * 1e9 * n * eff.bw_eff)
-    tokens = np.asarray(input_tokens, dtype=float)
-    latency = tokens * s_per_token + weight_read_s + eff.step_overhead_s + eff.tp_overhead_s * math.log2(n)
-    power = float(power_draw(eff, d.board_power_w, n, 0.0, eff.prefill_eff))
-    return Prefill(latency, n * s_per_token, power * s_per_token, power)
+    scale = float(eff.size_scale(m.total_params_b))
+    fixed = weight_read_s + (eff.step_overhead_s + eff.tp_overhead_s * math.log2(n)) * scale
+    latency = np.asarray(input_tokens, dtype=float) * float(s_tok) + fixed
+    return Prefill(latency, n * float(s_tok), float(j_tok), float(power))
 
 
 @dataclass(frozen=True)
