@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -133,14 +134,54 @@ async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext, metho
 Handler = Callable[..., Any]
 
 
-def map_errors(behavior: Handler, method: str = "") -> Handler:
-    """Wrap one RPC behavior (coroutine or async generator) so exceptions become mapped statuses."""
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in for a request message whose bytes could not be parsed (see `safe_deserializer`)."""
+
+    error: str
+
+
+def safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that returns `Undecodable` instead of raising, so a corrupt request becomes
+    INVALID_ARGUMENT (grpc itself would answer UNKNOWN with the exception's class name)."""
+    if deserializer is None:
+        return None
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return Undecodable(str(exc))
+
+    return safe
+
+
+def check_decoded(request: Any) -> Any:
+    """`request` itself, or `InvalidArgumentError` when it could not be decoded."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgumentError.for_field("(request)", "<bytes>", f"not a valid message: {request.error}")
+    return request
+
+
+async def checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The request stream, raising `InvalidArgumentError` at the first undecodable message."""
+    async for request in requests:
+        yield check_decoded(request)
+
+
+def map_errors(behavior: Handler, method: str = "", request_streaming: bool = False) -> Handler:
+    """Wrap one RPC behavior (coroutine or async generator) so exceptions become mapped statuses and corrupt
+    request messages become INVALID_ARGUMENT."""
     name = method or getattr(behavior, "__qualname__", "rpc")
+
+    def checked(request: Any) -> Any:
+        return checked_stream(request) if request_streaming else check_decoded(request)
+
     if inspect.isasyncgenfunction(behavior):
 
         async def stream_wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                async for item in behavior(request, context):
+                async for item in behavior(checked(request), context):
                     yield item
             except Exception as exc:
                 if _is_grpc_control_flow(exc):
@@ -154,7 +195,7 @@ def map_errors(behavior: Handler, method: str = "") -> Handler:
 
     async def unary_wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(checked(request), context)
         except Exception as exc:
             if _is_grpc_control_flow(exc):
                 raise
@@ -180,9 +221,11 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodH
         (True, False): handler.stream_unary,
         (True, True): handler.stream_stream,
     }[kind]
+    if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
+        return handler
     return _HANDLER_FACTORIES[kind](
-        map_errors(behavior, method),
-        request_deserializer=handler.request_deserializer,
+        map_errors(behavior, method, request_streaming=kind[0]),
+        request_deserializer=safe_deserializer(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
 

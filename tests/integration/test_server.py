@@ -258,3 +258,15 @@ async def test_metrics_endpoint_and_message_size_limit(tmp_path: Path, db: Datab
         assert 'planner_rpc_calls_total{code="OK",method="/planner.v1.CatalogService/GetCatalog"} 1.0' in body
     finally:
         await stop_server(server, 0)
+
+
+async def test_corrupt_request_bytes_are_invalid_argument(channel: grpc.aio.Channel) -> None:
+    corrupt = b"\xff\xff\xff"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await channel.unary_unary("/planner.v1.CatalogService/GetCatalog")(corrupt)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request(info.value).field_violations[0].field == "(request)"
+    record_runs = channel.stream_unary("/planner.v1.RunService/RecordRuns")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await record_runs(iter([runs_pb2.RecordRunsRequest().SerializeToString(), corrupt]))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
