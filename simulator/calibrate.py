@@ -95,6 +95,10 @@ FITTED: dict[str, tuple[float, float]] = {
 POWER_WEIGHT = 0.5
 """Weight of the measured-power residual beside ITL and energy (regularises the power split)."""
 
+PRIOR_WEIGHT = 0.3
+"""Weak pull of each log-parameter towards the hand prior (`Efficiency()` defaults): keeps factors the rows
+cannot identify (e.g. tensor-parallel overhead when fitting on 1-GPU rows only) at their prior."""
+
 
 def kv_bytes_per_token(model_id: str) -> float:
     for prefix, (layers, heads, dim) in ARCHITECTURES.items():
@@ -213,7 +217,8 @@ def _residuals(theta: FloatArray, rows: Measurements, base: Efficiency) -> Float
     r_itl = np.log(step.step_s / rows.itl_s)
     r_energy = np.log(predict_energy_per_output_token(eff, rows, step) / rows.energy_j)
     r_power = POWER_WEIGHT * np.log(step.power_w / rows.power_w)
-    return np.asarray(np.concatenate([r_itl, r_energy, r_power]), dtype=float)
+    r_prior = PRIOR_WEIGHT * (theta - np.log([getattr(base, k) for k in FITTED]))
+    return np.asarray(np.concatenate([r_itl, r_energy, r_power, r_prior]), dtype=float)
 
 
 def fit(rows: Measurements, base: Efficiency | None = None) -> Efficiency:

@@ -74,26 +74,49 @@ class Calibration:
 
     def extrapolation_report(self, config: DeploymentConfig) -> tuple[str, ...]:
         """Every input of `config` outside the fitted range, in words; empty when all are inside."""
+        return tuple(message for _, message in self.extrapolations(config))
+
+    def extrapolated_inputs(self, config: DeploymentConfig) -> tuple[str, ...]:
+        """Names of the inputs of `config` outside the fitted range (batch_size, n_devices, ...)."""
+        return tuple(name for name, _ in self.extrapolations(config))
+
+    def extrapolations(self, config: DeploymentConfig) -> tuple[tuple[str, str], ...]:
+        """(input name, explanation) for every input of `config` outside the fitted range."""
         r = self.fit_range
         if r is None:
-            return ("uncalibrated: efficiency factors are hand priors, every prediction extrapolates",)
+            return (
+                (
+                    "efficiency",
+                    "uncalibrated: efficiency factors are hand priors, every prediction extrapolates",
+                ),
+            )
         m = config.model
-        notes = [
-            _outside("batch size", config.batch_size, *r.batch),
-            _outside("total params (B)", m.total_params_b, *r.total_params_b),
-            _outside("active params (B)", m.active_params_b, *r.active_params_b),
-            _outside("context tokens", config.context_tokens, *r.context_tokens),
+        out = [
+            ("batch_size", _outside("batch size", config.batch_size, *r.batch)),
+            ("total_params_b", _outside("total params (B)", m.total_params_b, *r.total_params_b)),
+            ("active_params_b", _outside("active params (B)", m.active_params_b, *r.active_params_b)),
+            ("context_tokens", _outside("context tokens", config.context_tokens, *r.context_tokens)),
         ]
         if config.n_devices not in r.n_devices:
-            notes.append(f"device count {config.n_devices} was not measured (fitted on {list(r.n_devices)})")
-        if m.precision not in r.precisions:
-            notes.append(f"precision {m.precision!r} was not measured (fitted on {list(r.precisions)})")
-        if config.device.name not in r.devices:
-            notes.append(
-                f"device {config.device.name!r} was not measured (fitted on {list(r.devices)}); "
-                "its datasheet bandwidth/compute/power are used with the fitted efficiencies"
+            out.append(
+                (
+                    "n_devices",
+                    f"device count {config.n_devices} was not measured (fitted on {list(r.n_devices)})",
+                )
             )
-        return tuple(n for n in notes if n)
+        if m.precision not in r.precisions:
+            out.append(
+                ("precision", f"precision {m.precision!r} was not measured (fitted on {list(r.precisions)})")
+            )
+        if config.device.name not in r.devices:
+            out.append(
+                (
+                    "device",
+                    f"device {config.device.name!r} was not measured (fitted on {list(r.devices)}); "
+                    "its datasheet bandwidth/compute/power are used with the fitted efficiencies",
+                )
+            )
+        return tuple((name, msg) for name, msg in out if msg)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ from simulator.hardware import (
     DeviceSpec,
     Efficiency,
     ModelSpec,
+    ReplicaService,
     decode_step,
     max_batch,
     min_devices,
@@ -161,6 +162,17 @@ class CostModel:
                 "batch_size", cap, f"{tier.name} on {n} x {target.name}: no room for one sequence's KV cache"
             )
         return config.with_batch(min(self.batch_for(target), float(cap)))
+
+    def service_model(self, tier: ModelTier, target: Target) -> ReplicaService:
+        """The replica the serving simulator runs for (tier, target): same deployment and efficiencies as the
+        unit costs, evaluated at whatever batch the simulation reaches."""
+        if target.price_model is PriceModel.PER_TOKEN:
+            raise InvalidArgumentError.for_field(
+                "target",
+                target.name,
+                "per-token services have no replica to simulate (capacity is the provider's)",
+            )
+        return ReplicaService(self.deployment(tier, target), self.efficiency)
 
     # ---- unit costs ----------------------------------------------------------------------------------------
     def unit_cost(self, tier: ModelTier, target: Target) -> UnitCost:

@@ -434,3 +434,49 @@ def request_service(
     energy = tout * float(step.energy_per_token_j) + tin * pre.energy_j_per_token
     ttft = np.broadcast_to(np.asarray(pre.latency_s, dtype=float), np.broadcast(tin, tout).shape)
     return RequestService(ttft.astype(float), tout * float(step.step_s), device_s, energy)
+
+
+@dataclass(frozen=True)
+class ReplicaService:
+    """Service times and power of one replica at any batch size: the serving simulator's view of the same
+    physics the cost model prices with (satisfies `simulator.engine.ServiceModel`)."""
+
+    config: DeploymentConfig
+    efficiency: Efficiency
+
+    def _step(self, batch: Num) -> DecodeStep:
+        m, d, eff = self.config.model, self.config.device, self.efficiency
+        return decode_physics(
+            eff,
+            total_b=m.total_params_b,
+            active_b=m.active_params_b,
+            bytes_per_param=m.bytes_per_param,
+            kv_bytes_per_token=m.kv_bytes_per_token,
+            bandwidth_gb_s=d.bandwidth_gb_s,
+            peak_tflops=d.peak_flops(m.precision) / 1e12,
+            board_w=d.board_power_w,
+            n=self.config.n_devices,
+            batch=np.maximum(np.asarray(batch, dtype=float), 1.0),
+            context=self.config.context_tokens,
+        )
+
+    def decode_step_s(self, batch: npt.ArrayLike) -> FloatArray:
+        """Seconds per decode iteration at each batch size (sequences in flight)."""
+        return np.asarray(self._step(batch).step_s, dtype=float)
+
+    def prefill_s(self, tokens: npt.ArrayLike) -> FloatArray:
+        """Seconds to prefill prompts of these token counts (the replica's decode stalls meanwhile)."""
+        return np.asarray(
+            prefill(self.config, self.efficiency, np.asarray(tokens, dtype=float)).latency_s, float
+        )
+
+    def power_w(self, batch: npt.ArrayLike) -> FloatArray:
+        """Replica power while decoding at each batch size; batch 0 is the idle floor."""
+        b = np.asarray(batch, dtype=float)
+        busy = np.asarray(self._step(b).power_w, dtype=float)
+        idle = self.config.n_devices * self.config.device.board_power_w * self.efficiency.idle_frac
+        return np.where(b <= 0, idle, busy)
+
+    @property
+    def prefill_power_w(self) -> float:
+        return prefill(self.config, self.efficiency, 0.0).power_w

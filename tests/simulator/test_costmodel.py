@@ -130,3 +130,21 @@ def test_costs_monotone_in_tokens(tin: list[float], tout: list[float], extra: fl
         assert np.all(getattr(base, name) >= 0)
         assert np.all(getattr(more_out, name) >= getattr(base, name))
         assert np.all(getattr(more_in, name) >= getattr(base, name))
+
+
+def test_service_model_is_the_same_physics_as_the_unit_cost() -> None:
+    tier, target = CAT.tier("llama-70b"), CAT.target("h100")
+    unit, svc = CM.unit_cost(tier, target), CM.service_model(tier, target)
+    b = np.array([0.0, 1.0, unit.batch_size, 256.0])
+    steps = svc.decode_step_s(b)
+    assert steps[2] == pytest.approx(unit.s_per_output_token, rel=1e-12)
+    assert np.all(np.diff(steps[1:]) > 0)
+    power = svc.power_w(b)
+    assert power[0] < power[1] < power[3]
+    assert power[2] == pytest.approx(unit.power_w, rel=1e-12)
+    ttft = svc.prefill_s(np.array([0.0, 1000.0]))
+    assert ttft[0] == pytest.approx(unit.ttft_base_s, rel=1e-12)
+    assert ttft[1] - ttft[0] == pytest.approx(1000 * unit.ttft_s_per_input_token, rel=1e-9)
+    assert svc.prefill_power_w > 0
+    with pytest.raises(InvalidArgumentError, match="per-token"):
+        CM.service_model(CAT.tier("gpt-4o"), CAT.target("openai"))
