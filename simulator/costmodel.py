@@ -2,7 +2,7 @@
 
 One `UnitCost` per (tier, target) holds per-token figures at the target's operating point; `option_cost` turns
 token arrays into `OptionCost` arrays with a few multiply-adds (no per-element Python). The serving simulator
-uses the same `UnitCost` / `simulator.hardware.request_service` figures, so a plan and its projection agree.
+uses the same `UnitCost` / `simulator.replica` figures, so a plan and its projection agree.
 
 Pricing by `Target.price_model`:
 - `device_hour`: device-seconds x `hourly_usd` / 3600. Device-seconds per output token are the request's share
@@ -42,12 +42,12 @@ from simulator.hardware import (
     DeviceSpec,
     Efficiency,
     ModelSpec,
-    ReplicaService,
     decode_step,
     max_batch,
     min_devices,
     prefill,
 )
+from simulator.replica import ReplicaService
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -41,12 +41,11 @@ RUNTIME_MEMORY_RESERVE = 0.10
 
 
 def compute_peak_tflops(precision: str, bf16: float, fp8: float, int8: float) -> float:
-    """Datasheet dense peak used for the matmuls of a model stored at `precision`.
+    """Datasheet peak (TFLOPS/TOPS) used for the matmuls of a model whose weights are stored at `precision`.
 
-    fp8 weights run fp8 matmuls where the device has them; int8 uses int8 tensor cores (dense = half of a
-    sparsity figure is NOT assumed: the datasheet value is taken as given); int4 / mxfp4 weights are
-    de-quantised to 16 bit (weight-only quantisation), so they run at the bf16 peak. A device without a bf16
-    figure falls back to half its int8 figure.
+    fp8 weights run fp8 matmuls and int8 weights int8 matmuls where the device lists them; 4-bit weights
+    (int4, mxfp4) are de-quantised to 16 bit on the fly (weight-only quantisation), so they run at the bf16
+    peak. A device without a bf16 figure falls back to its fp8 figure, else to half its int8 figure.
     """
     half_int8 = int8 / 2.0
     if precision == "fp8" and fp8 > 0:
@@ -211,6 +210,20 @@ class DeploymentConfig:
             bad.append(FieldViolation("context_tokens", self.context_tokens, "must be >= 0"))
         if bad:
             raise InvalidArgumentError("bad deployment config", bad)
+
+    @classmethod
+    def for_catalog(
+        cls,
+        tier: ModelTier,
+        target: Target,
+        n_devices: int = 1,
+        batch_size: float = 1.0,
+        context_tokens: float = 1024.0,
+    ) -> DeploymentConfig:
+        """A replica of catalog `tier` on `n_devices` x catalog `target` (which needs datasheet figures)."""
+        return cls(
+            ModelSpec.from_tier(tier), DeviceSpec.from_target(target), n_devices, batch_size, context_tokens
+        )
 
     def with_batch(self, batch_size: float) -> DeploymentConfig:
         return DeploymentConfig(self.model, self.device, self.n_devices, batch_size, self.context_tokens)
@@ -404,79 +417,3 @@ def prefill(config: DeploymentConfig, eff: Efficiency, input_tokens: Num) -> Pre
     fixed = weight_read_s + (eff.step_overhead_s + eff.tp_overhead_s * math.log2(n)) * scale
     latency = np.asarray(input_tokens, dtype=float) * float(s_tok) + fixed
     return Prefill(latency, n * float(s_tok), float(j_tok), float(power))
-
-
-@dataclass(frozen=True)
-class RequestService:
-    """Service of requests on a replica running at its operating batch (the figures both the planner's
-    cost model and the serving simulator charge): arrays shaped like the token inputs."""
-
-    ttft_s: FloatArray
-    decode_s: FloatArray
-    device_s: FloatArray
-    energy_j: FloatArray
-
-
-def request_service(
-    config: DeploymentConfig, eff: Efficiency, input_tokens: Num, output_tokens: Num
-) -> RequestService:
-    """Time, device-seconds and energy of requests decoded at `config.batch_size`.
-
-    Latency: TTFT = prefill alone; decode = output tokens x step time. Device-seconds: the request's share
-    of the batch-shared decode step (step x n_devices / batch per token) plus its prefill compute.
-    """
-    step = decode_step(config, eff)
-    pre = prefill(config, eff, input_tokens)
-    tin = np.asarray(input_tokens, dtype=float)
-    tout = np.asarray(output_tokens, dtype=float)
-    per_token_device_s = float(step.step_s) * config.n_devices / config.batch_size
-    device_s = tout * per_token_device_s + tin * pre.device_s_per_token
-    energy = tout * float(step.energy_per_token_j) + tin * pre.energy_j_per_token
-    ttft = np.broadcast_to(np.asarray(pre.latency_s, dtype=float), np.broadcast(tin, tout).shape)
-    return RequestService(ttft.astype(float), tout * float(step.step_s), device_s, energy)
-
-
-@dataclass(frozen=True)
-class ReplicaService:
-    """Service times and power of one replica at any batch size: the serving simulator's view of the same
-    physics the cost model prices with (satisfies `simulator.engine.ServiceModel`)."""
-
-    config: DeploymentConfig
-    efficiency: Efficiency
-
-    def _step(self, batch: Num) -> DecodeStep:
-        m, d, eff = self.config.model, self.config.device, self.efficiency
-        return decode_physics(
-            eff,
-            total_b=m.total_params_b,
-            active_b=m.active_params_b,
-            bytes_per_param=m.bytes_per_param,
-            kv_bytes_per_token=m.kv_bytes_per_token,
-            bandwidth_gb_s=d.bandwidth_gb_s,
-            peak_tflops=d.peak_flops(m.precision) / 1e12,
-            board_w=d.board_power_w,
-            n=self.config.n_devices,
-            batch=np.maximum(np.asarray(batch, dtype=float), 1.0),
-            context=self.config.context_tokens,
-        )
-
-    def decode_step_s(self, batch: npt.ArrayLike) -> FloatArray:
-        """Seconds per decode iteration at each batch size (sequences in flight)."""
-        return np.asarray(self._step(batch).step_s, dtype=float)
-
-    def prefill_s(self, tokens: npt.ArrayLike) -> FloatArray:
-        """Seconds to prefill prompts of these token counts (the replica's decode stalls meanwhile)."""
-        return np.asarray(
-            prefill(self.config, self.efficiency, np.asarray(tokens, dtype=float)).latency_s, float
-        )
-
-    def power_w(self, batch: npt.ArrayLike) -> FloatArray:
-        """Replica power while decoding at each batch size; batch 0 is the idle floor."""
-        b = np.asarray(batch, dtype=float)
-        busy = np.asarray(self._step(b).power_w, dtype=float)
-        idle = self.config.n_devices * self.config.device.board_power_w * self.efficiency.idle_frac
-        return np.where(b <= 0, idle, busy)
-
-    @property
-    def prefill_power_w(self) -> float:
-        return prefill(self.config, self.efficiency, 0.0).power_w

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from planner.catalog import PriceModel
 from planner.errors import InvalidArgumentError, NotFoundError
 from simulator.costmodel import CostModel, OptionCost, UnitCost
-from simulator.hardware import request_service
+from simulator.replica import request_service
 
 CAT = small_catalog()
 CM = CostModel(CAT)

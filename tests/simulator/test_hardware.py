@@ -19,9 +19,9 @@ from simulator.hardware import (
     memory_fit,
     min_devices,
     prefill,
-    request_service,
     touched_weight_share,
 )
+from simulator.replica import request_service
 
 EFF = load_calibration().efficiency
 H100 = DeviceSpec("H100-SXM5-80GB", 80, 3350, 989, 1979, 1979, 700)
@@ -161,3 +161,16 @@ def test_request_service_non_negative_and_monotone(tin: list[float], extra: floa
     for name in ("ttft_s", "decode_s", "device_s", "energy_j"):
         assert np.all(getattr(base, name) >= 0)
         assert np.all(getattr(more, name) > getattr(base, name))
+
+
+def test_config_from_catalog_entries() -> None:
+    from hw_catalog import small_catalog
+
+    cat = small_catalog()
+    cfg = DeploymentConfig.for_catalog(cat.tier("llama-70b"), cat.target("h100"), 4, 32)
+    assert cfg.model.weight_bytes == pytest.approx(140e9) and cfg.device.bandwidth_gb_s == 3350
+    assert check_memory_fit(cfg).fits
+    with pytest.raises(InvalidArgumentError, match="openai"):
+        DeploymentConfig.for_catalog(cat.tier("gpt-4o"), cat.target("openai"))
+    jetson = DeviceSpec.from_target(cat.target("jetson"))
+    assert jetson.peak_flops("bf16") == pytest.approx(275e12 / 2)
