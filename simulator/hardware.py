@@ -106,6 +106,7 @@ class DeviceSpec:
     fp8_tflops: float = 0.0
     int8_tops: float = 0.0
     board_power_w: float = 0.0
+    idle_power_w: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [
@@ -141,6 +142,7 @@ class DeviceSpec:
             target.fp8_tflops,
             target.int8_tops,
             target.power_w,
+            target.idle_power_w,
         )
 
     def peak_flops(self, precision: str) -> float:

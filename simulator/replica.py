@@ -89,11 +89,17 @@ class ReplicaService:
         )
 
     def power_w(self, batch: npt.ArrayLike) -> FloatArray:
-        """Replica power while decoding at each batch size; batch 0 is the idle floor."""
+        """Replica power while decoding at each batch size; batch 0 is an idle replica (the device's idle
+        figure when the catalog gives one, else the calibrated static share of board power)."""
         b = np.asarray(batch, dtype=float)
         busy = np.asarray(self._step(b).power_w, dtype=float)
-        idle = self.config.n_devices * self.config.device.board_power_w * self.efficiency.idle_frac
-        return np.where(b <= 0, idle, busy)
+        return np.where(b <= 0, self.idle_w, busy)
+
+    @property
+    def idle_w(self) -> float:
+        d = self.config.device
+        per_device = d.idle_power_w if d.idle_power_w > 0 else d.board_power_w * self.efficiency.idle_frac
+        return self.config.n_devices * per_device
 
     @property
     def prefill_power_w(self) -> float:

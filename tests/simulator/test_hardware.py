@@ -174,3 +174,13 @@ def test_config_from_catalog_entries() -> None:
         DeploymentConfig.for_catalog(cat.tier("gpt-4o"), cat.target("openai"))
     jetson = DeviceSpec.from_target(cat.target("jetson"))
     assert jetson.peak_flops("bf16") == pytest.approx(275e12 / 2)
+
+
+def test_idle_replica_uses_the_device_idle_figure_when_given() -> None:
+    from simulator.replica import ReplicaService
+
+    with_idle = DeviceSpec("H100-SXM5-80GB", 80, 3350, 989, 1979, 1979, 700, idle_power_w=100)
+    svc = ReplicaService(_cfg(LLAMA70, with_idle, n=4), EFF)
+    assert svc.power_w(np.array([0.0]))[0] == pytest.approx(400.0)
+    plain = ReplicaService(_cfg(LLAMA70, H100, n=4), EFF)
+    assert plain.power_w(np.array([0.0]))[0] == pytest.approx(4 * 700 * EFF.idle_frac)
