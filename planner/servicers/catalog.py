@@ -44,6 +44,16 @@ def timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
+def response(catalog: Catalog, toml: str, created: datetime | None) -> catalog_pb2.GetCatalogResponse:
+    return catalog_pb2.GetCatalogResponse(
+        version=catalog.content_hash(),
+        summary=summary(catalog),
+        catalog=catalog_struct(catalog),
+        toml=toml,
+        created_at=timestamp(created),
+    )
+
+
 def _catalog_store(state: ServiceState) -> CatalogStore:
     if state.db is None:
         raise FailedPreconditionError("this server runs without a database: catalog versions are not stored")
@@ -53,23 +63,24 @@ def _catalog_store(state: ServiceState) -> CatalogStore:
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        self._active: tuple[str, catalog_pb2.GetCatalogResponse] | None = None
+        """Response for the active catalog, rebuilt when its version changes (building one costs ~10 ms)."""
+
+    def _active_response(self) -> catalog_pb2.GetCatalogResponse:
+        state = self.state
+        if self._active is None or self._active[0] != state.catalog_version:
+            reply = response(state.catalog, state.catalog_toml, None)
+            self._active = (state.catalog_version, reply)
+        return self._active[1]
 
     async def GetCatalog(
         self, request: catalog_pb2.GetCatalogRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetCatalogResponse:
         state = self.state
         if not request.version or request.version == state.catalog_version:
-            catalog, toml, created = state.catalog, state.catalog_toml, None
-        else:
-            stored = await state.run_blocking(context, _catalog_store(state).get, request.version)
-            catalog, toml, created = stored.catalog(), stored.toml, stored.created_at
-        return catalog_pb2.GetCatalogResponse(
-            version=catalog.content_hash(),
-            summary=summary(catalog),
-            catalog=catalog_struct(catalog),
-            toml=toml,
-            created_at=timestamp(created),
-        )
+            return self._active_response()
+        stored = await state.run_blocking(context, _catalog_store(state).get, request.version)
+        return response(stored.catalog(), stored.toml, stored.created_at)
 
     async def PutCatalog(
         self, request: catalog_pb2.PutCatalogRequest, context: grpc.aio.ServicerContext
