@@ -148,3 +148,16 @@ def test_service_model_is_the_same_physics_as_the_unit_cost() -> None:
     assert svc.prefill_power_w > 0
     with pytest.raises(InvalidArgumentError, match="per-token"):
         CM.service_model(CAT.tier("gpt-4o"), CAT.target("openai"))
+
+
+def test_default_catalog_prices_every_combination() -> None:
+    from planner.catalog import load_catalog
+
+    cat = load_catalog()
+    model = CostModel(cat)
+    tin, tout = np.array([0.0, 120.0, 4000.0]), np.array([1.0, 300.0, 8000.0])
+    for tier, strategy, target in cat.combinations():
+        c = model.option_cost(tier, strategy, target, tin, tout)
+        for arr in (c.usd, c.latency_s, c.ttft_s, c.energy_j, c.device_s):
+            assert np.all(np.isfinite(arr)) and np.all(arr >= 0), (tier.name, strategy.name, target.name)
+        assert np.all(np.diff(c.usd) > 0) and np.all(np.diff(c.latency_s) > 0)
