@@ -104,9 +104,11 @@ async def create_server(
     )
     names = add_all(server, state)
     health_servicer = _attach_health_and_reflection(server, names, settings)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise FailedPreconditionError(f"cannot bind {address!r}")
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc raises on a failed bind (address in use, bad host)
+        state.close()
+        raise FailedPreconditionError(f"cannot bind {address!r}: {exc}") from None
     await server.start()
     if settings.metrics_port:
         metrics.serve_http(settings.metrics_port)

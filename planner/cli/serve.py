@@ -11,6 +11,7 @@ import structlog
 import typer
 
 from planner.cli.app import app
+from planner.errors import PlannerError
 from planner.logging import configure_logging
 from planner.server import serve
 from planner.settings import load_settings
@@ -39,9 +40,13 @@ def serve_command(
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo history if empty.")] = False,
 ) -> None:
     """Run the planner's gRPC server until SIGTERM / SIGINT."""
-    settings = load_settings(address=address, database_url=database_url)
-    configure_logging(settings)
-    db = Database(settings.database_url)
+    try:
+        settings = load_settings(address=address, database_url=database_url)
+        configure_logging(settings)
+        db = Database(settings.database_url)
+    except PlannerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if demo:
         log.info("demo.seeded", rows=seed_demo_if_empty(db))
 
@@ -50,5 +55,8 @@ def serve_command(
 
     try:
         asyncio.run(serve(settings, db=db, on_ready=ready))
+    except PlannerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     finally:
         db.dispose()
