@@ -180,6 +180,7 @@ def map_errors(behavior: Handler, method: str = "", request_streaming: bool = Fa
     if inspect.isasyncgenfunction(behavior):
 
         async def stream_wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            structlog.contextvars.bind_contextvars(rpc=name)  # each RPC runs in its own task / context
             try:
                 async for item in behavior(checked(request), context):
                     yield item
@@ -194,6 +195,7 @@ def map_errors(behavior: Handler, method: str = "", request_streaming: bool = Fa
         return behavior
 
     async def unary_wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        structlog.contextvars.bind_contextvars(rpc=name)  # each RPC runs in its own task / context
         try:
             return await behavior(checked(request), context)
         except Exception as exc:
