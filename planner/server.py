@@ -30,11 +30,14 @@ log = structlog.get_logger(__name__)
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:
-    """Channel options of the server: message-size limits and keepalive policy."""
+    """Channel options of the server: message-size limits, keepalive pings to find dead clients, and no
+    SO_REUSEPORT (so a second server on a busy port fails instead of silently sharing it)."""
     size = settings.max_message_bytes
     return [
         ("grpc.max_receive_message_length", size),
         ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.so_reuseport", 0),
     ]
 
