@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -85,8 +85,9 @@ def insert_statement(dialect: str) -> Insert:
     return insert(RUNS)
 
 
-def with_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row from a canonical record: defaults filled, tier defaulting to the model name."""
+def with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A stored row tuple (`STORED_COLUMNS` order) from a canonical record: defaults filled, tier defaulting to
+    the model name, score to correct, JSON fields serialised."""
     row = {c: record.get(c) for c in STORED_COLUMNS}
     for key, value in _DEFAULTS.items():
         if row[key] is None:
@@ -98,7 +99,26 @@ def with_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
     for key in _JSON_COLUMNS:
         if isinstance(row[key], Mapping):
             row[key] = json.dumps(row[key], sort_keys=True)
-    return row
+    return tuple(row[c] for c in STORED_COLUMNS)
+
+
+_TS = STORED_COLUMNS.index("timestamp")
+
+
+def _sqlite_time(value: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text format, in UTC (what the DateTime type reads back)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _driver_params(dialect: str, rows: Sequence[tuple[Any, ...]], compiled: Any) -> list[Any]:
+    if dialect == "sqlite" and any(r[_TS] is not None for r in rows):
+        rows = [r if r[_TS] is None else (*r[:_TS], _sqlite_time(r[_TS]), *r[_TS + 1 :]) for r in rows]
+    if compiled.positional:
+        order = [STORED_COLUMNS.index(k) for k in compiled.positiontup]
+        return [tuple(r[i] for i in order) for r in rows]
+    return [dict(zip(STORED_COLUMNS, r, strict=True)) for r in rows]
 
 
 class RunStore:
@@ -107,11 +127,18 @@ class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert_rows(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert complete stored rows on an open connection (caller owns the transaction); rows inserted."""
+    def insert_rows(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert row tuples (`STORED_COLUMNS` order) on an open connection; returns how many were new.
+
+        The Core insert is compiled once and handed to the driver's executemany with plain parameter tuples
+        (SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself). The caller owns
+        the transaction.
+        """
         if not rows:
             return 0
-        result = conn.execute(insert_statement(conn.dialect.name), list(rows))
+        dialect = conn.dialect.name
+        compiled = insert_statement(dialect).compile(dialect=conn.dialect, column_keys=list(STORED_COLUMNS))
+        result = conn.exec_driver_sql(str(compiled), _driver_params(dialect, rows, compiled))
         return max(int(result.rowcount), 0)
 
     def add_batch(self, records: Iterable[Mapping[str, Any]]) -> int:

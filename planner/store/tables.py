@@ -36,7 +36,7 @@ class RunRow(StoreModel, table=True):
         sa.Index("ix_runs_query_id", "query_id"),
         sa.Index("ix_runs_model", "model"),
         sa.Index("ix_runs_tier", "tier"),
-        sa.Index("ix_runs_task", "task"),
+        # `task` is served by uq_runs_key, whose leading column it is (one index less to maintain on import).
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(), nullable=True),
         sa.UniqueConstraint("task", "query_id", "model", "strategy", "target", "sample_index", name="uq_runs_key"),
     )
-    for col in ("query_id", "model", "tier", "task"):
+    for col in ("query_id", "model", "tier"):  # task: leading column of uq_runs_key
         op.create_index(f"ix_runs_{col}", "runs", [col])
 
     op.create_table(
@@ -102,6 +102,6 @@ def downgrade() -> None:
     op.drop_index("ix_predictors_kind_status", table_name="predictors")
     op.drop_table("predictors")
     op.drop_table("catalog_versions")
-    for col in ("query_id", "model", "tier", "task"):
+    for col in ("query_id", "model", "tier"):
         op.drop_index(f"ix_runs_{col}", table_name="runs")
     op.drop_table("runs")
