@@ -3,12 +3,13 @@
 The schema is `planner.ingest.schema.RUN_SCHEMA` (documented in that module). `import_file` reads the file in
 chunks, maps column names (`mapping`: source column -> canonical column), validates each chunk vectorised,
 derives the optional fields (tier from the catalog's run names, score from correct, tokens from
-characters / 4, prompt_chars from the prompt) and inserts it, skipping rows whose idempotency key already exists.
+characters / 4, prompt_chars from the prompt) and inserts it, skipping rows whose idempotency key already
+exists.
 
 Atomicity: the WHOLE import runs in ONE database transaction (SQLite and PostgreSQL alike). The first bad row
 raises `ImportRowError` naming the file, the 1-based data row (counted across chunks, header excluded),
-the field and the value; the transaction is rolled back, so nothing of the file is written. On SQLite this holds the
-database's write lock for the duration of the import (other writers wait up to the busy timeout).
+the field and the value; the transaction is rolled back, so nothing of the file is written. On SQLite this
+holds the database's write lock for the duration of the import (other writers wait up to the busy timeout).
 """
 
 from __future__ import annotations

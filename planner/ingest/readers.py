@@ -54,7 +54,7 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[Chunk]:
         yield from _parquet_chunks(path, chunk_size)
         return
     with path.open("rb") as raw:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
         if fmt == "csv":
             yield from _csv_chunks(stream, raw, chunk_size, path)
         else:

@@ -23,8 +23,8 @@
 | timestamp | ISO 8601 datetime | no | stored in UTC (naive times are read as UTC) |
 | tenant | str | no (default "default") | |
 
-Idempotency key: (task, query_id, model, strategy, target, sample_index). Columns outside the schema are ignored
-(and listed in the import result); `mapping` renames source columns onto canonical ones first.
+Idempotency key: (task, query_id, model, strategy, target, sample_index). Columns outside the schema are
+ignored (and listed in the import result); `mapping` renames source columns onto canonical ones first.
 """
 
 from __future__ import annotations

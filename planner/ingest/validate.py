@@ -112,7 +112,7 @@ def _json_objects(raw: np.ndarray, spec: ColumnSpec, missing: np.ndarray, proble
         elif spec.name == "features" and not all(_is_number(v) for v in obj.values()):
             reason = "feature values must be numbers"
         if reason:
-            problems.add(_at(len(raw), pos), raw, spec.name, reason)
+            problems.add(_at(len(raw), int(pos)), raw, spec.name, reason)
             return out
         out[pos] = json.dumps(obj, sort_keys=True)
     return out

@@ -86,8 +86,10 @@ def insert_statement(dialect: str) -> Insert:
 
 
 def with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A stored row tuple (`STORED_COLUMNS` order) from a canonical record: defaults filled, tier defaulting to
-    the model name, score to correct, JSON fields serialised."""
+    """A stored row tuple (`STORED_COLUMNS` order) from a canonical record.
+
+    Defaults filled, tier defaulting to the model name, score to correct, JSON fields serialised.
+    """
     row = {c: record.get(c) for c in STORED_COLUMNS}
     for key, value in _DEFAULTS.items():
         if row[key] is None:
@@ -215,10 +217,12 @@ class RunStore:
         with self.db.engine.connect() as conn:
             frame = pd.read_sql(stmt, conn)
         for key in _JSON_COLUMNS:
-            frame[key] = frame[key].map(lambda v: None if v is None else json.loads(v), na_action="ignore")
+            frame[key] = [json.loads(v) if isinstance(v, str) else None for v in frame[key]]
         for key in ("prompt_chars", "output_chars", "correct", "input_tokens", "output_tokens"):
             frame[key] = frame[key].astype("Int64")
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        for key in ("score", "cost_usd", "latency_s", "energy_j"):
+            frame[key] = pd.to_numeric(frame[key], errors="coerce").astype(float)
         return frame
 
     def has_source(self, source: str) -> bool:
