@@ -1,0 +1,184 @@
+"""Store: migrations, runs repository, ledger, audit log, predictor registry, catalog versions."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from planner.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from planner.store import (
+    AuditLog,
+    CatalogStore,
+    Database,
+    DecisionRecord,
+    Ledger,
+    PredictorRegistryStore,
+    PredictorStatus,
+    RunFilter,
+    RunStore,
+    period_key,
+)
+from planner.store.tables import STORE_METADATA
+
+CATALOG_TOML = """
+name = "tiny"
+[[tiers]]
+name = "small"
+total_params_b = 1
+active_params_b = 1
+run_names = ["small-v1"]
+[[strategies]]
+name = "single"
+[[targets]]
+name = "gpu"
+family = "gpu"
+price_model = "device_hour"
+memory_gb = 80
+usd_per_hour = 2
+"""
+
+
+def _record(q: str, model: str = "m1", correct: int = 1, **kw: object) -> dict[str, object]:
+    return {"query_id": q, "model": model, "correct": correct, "task": "t", **kw}
+
+
+def test_migrations_match_the_table_models(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), STORE_METADATA)
+    assert diffs == []
+
+
+def test_reopening_a_database_keeps_its_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'x.db'}"
+    RunStore(Database(url)).add_batch([_record("q1")])
+    assert RunStore(Database(url)).count() == 1
+
+
+def test_bad_database_url_names_the_field() -> None:
+    with pytest.raises(InvalidArgumentError, match="database_url"):
+        Database("not a url")
+
+
+def test_add_batch_is_idempotent_and_stats_count(db: Database) -> None:
+    store = RunStore(db)
+    batch = [_record("q1"), _record("q2", correct=0), _record("q1", model="m2"), _record("q1", sample_index=1)]
+    assert store.add_batch(batch) == 4
+    assert store.add_batch(batch) == 0
+    assert store.count() == 4
+    stats = store.stats()
+    assert (stats.rows, stats.queries, stats.models, stats.tiers, stats.tasks) == (4, 2, 2, 2, 1)
+    m1 = next(t for t in stats.per_tier if t.tier == "m1")
+    assert m1.rows == 3 and m1.accuracy == pytest.approx(2 / 3)
+    assert store.stats(task="other").rows == 0
+
+
+def test_query_and_load_frame_return_canonical_columns(db: Database) -> None:
+    store = RunStore(db)
+    ts = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    store.add_batch([_record("q1", features={"x": 1.5}, timestamp=ts), _record("q2", model="m2")])
+    rows = store.query(RunFilter(model="m1"))
+    assert len(rows) == 1 and rows[0]["features"] == {"x": 1.5}
+    assert rows[0]["timestamp"].replace(tzinfo=UTC) == ts
+    assert len(store.query(limit=1, offset=1)) == 1
+    frame = store.load_frame(models=["m2"])
+    assert list(frame["query_id"]) == ["q2"]
+    assert "prompt" in frame.columns and "source" not in frame.columns
+    full = store.load_frame(task="t")
+    assert full.loc[full.query_id == "q1", "timestamp"].iloc[0] == ts
+
+
+def test_ledger_reserves_only_under_the_cap(db: Database) -> None:
+    ledger = Ledger(db)
+    assert ledger.reserve("acme", "2026-11-23", 6.0, 10.0, cap_usd=10.0)
+    assert not ledger.reserve("acme", "2026-11-23", 5.0, 1.0, cap_usd=10.0)
+    assert ledger.reserve("acme", "2026-11-23", 4.0, 1.0, cap_usd=10.0)
+    assert not ledger.reserve("acme", "2026-11-23", 0.0, 5.0, cap_energy_j=14.0)
+    spent = ledger.spent("acme", "2026-11-23")
+    assert (spent.spent_usd, spent.energy_j) == (pytest.approx(10.0), pytest.approx(11.0))
+    ledger.release("acme", "2026-11-23", 20.0)
+    assert ledger.spent("acme", "2026-11-23").spent_usd == 0.0
+    assert ledger.spent("nobody", "2026-11-23").spent_usd == 0.0
+    with pytest.raises(InvalidArgumentError, match="usd"):
+        ledger.reserve("acme", "2026-11-23", -1.0)
+
+
+def test_ledger_never_overspends_under_concurrent_threads(db: Database) -> None:
+    ledger = Ledger(db)
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(10):
+            ok = ledger.reserve("acme", "2026-11-23T10", 1.0, cap_usd=25.0)
+            with lock:
+                granted.append(ok)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 25
+    assert ledger.spent("acme", "2026-11-23T10").spent_usd == pytest.approx(25.0)
+
+
+def test_period_keys() -> None:
+    when = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    assert period_key(when) == "2026-11-23"
+    assert period_key(when, "hour") == "2026-11-23T10"
+    assert period_key(when, "month") == "2026-11"
+    assert period_key(when, "week") == "2026-W48"
+    with pytest.raises(InvalidArgumentError, match="fortnight"):
+        period_key(when, "fortnight")
+
+
+def test_audit_log_round_trip(db: Database) -> None:
+    log = AuditLog(db)
+    decisions = [
+        DecisionRecord("r1", "acme", f"q{i}", "small", "single", "gpu", 0.9, 0.01, {"why": "cheapest"})
+        for i in range(3)
+    ]
+    assert log.write_many(decisions) == 3
+    assert log.write_many([]) == 0
+    recent = log.recent(tenant="acme")
+    assert len(recent) == 3 and recent[0].explanation == {"why": "cheapest"}
+    assert log.recent(tenant="other") == []
+
+
+def test_predictor_registry_lifecycle(db: Database) -> None:
+    reg = PredictorRegistryStore(db)
+    v1 = reg.put("success", b"artifact-1", {"brier": 0.1})
+    assert reg.put("success", b"artifact-1").version == v1.version
+    v2 = reg.put("success", b"artifact-2", {"brier": 0.08})
+    assert v1.status is PredictorStatus.CANDIDATE
+    with pytest.raises(FailedPreconditionError):
+        reg.rollback("success")
+    reg.promote(v1.version)
+    reg.promote(v2.version)
+    promoted = reg.promoted("success")
+    assert promoted is not None and promoted.version == v2.version and promoted.artifact == b"artifact-2"
+    assert reg.get(v1.version).status is PredictorStatus.RETIRED
+    assert reg.rollback("success").version == v1.version
+    assert reg.get(v2.version).status is PredictorStatus.RETIRED
+    assert {v.version for v in reg.list("success")} == {v1.version, v2.version}
+    with pytest.raises(NotFoundError):
+        reg.get("nope")
+
+
+def test_catalog_store_keeps_one_active_version(db: Database) -> None:
+    store = CatalogStore(db)
+    assert store.get_active() is None
+    first = store.put(CATALOG_TOML)
+    second = store.put(CATALOG_TOML.replace('name = "tiny"', 'name = "tiny2"'))
+    active = store.get_active()
+    assert active is not None and active.hash == second.hash
+    assert active.catalog().name == "tiny2"
+    store.put(CATALOG_TOML)
+    active = store.get_active()
+    assert active is not None and active.hash == first.hash
+    assert len(store.list()) == 2
