@@ -79,7 +79,8 @@ def _jsonl_chunks(stream: IO[bytes], raw: IO[bytes], chunk_size: int, path: Path
     records: list[dict[str, Any]] = []
     row = 0
     first = 1
-    for line in io.TextIOWrapper(stream, encoding="utf-8"):
+    text = io.TextIOWrapper(stream, encoding="utf-8")  # kept referenced: closing it closes `raw`
+    for line in text:
         if not line.strip():
             continue
         row += 1
