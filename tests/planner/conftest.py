@@ -22,7 +22,9 @@ PG_URL = os.environ.get("PLANNER_TEST_POSTGRES_URL", "")
 
 def postgres_schema_url(url: str, schema: str) -> str:
     parsed = make_url(normalise_url(url))
-    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
 
 
 @pytest.fixture

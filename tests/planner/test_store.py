@@ -66,7 +66,12 @@ def test_bad_database_url_names_the_field() -> None:
 
 def test_add_batch_is_idempotent_and_stats_count(db: Database) -> None:
     store = RunStore(db)
-    batch = [_record("q1"), _record("q2", correct=0), _record("q1", model="m2"), _record("q1", sample_index=1)]
+    batch = [
+        _record("q1"),
+        _record("q2", correct=0),
+        _record("q1", model="m2"),
+        _record("q1", sample_index=1),
+    ]
     assert store.add_batch(batch) == 4
     assert store.add_batch(batch) == 0
     assert store.count() == 4
