@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import grpc
 import structlog
 import typer
 
+from planner.catalog import Catalog
 from planner.cli.app import app
+from planner.demo import seed_demo
 from planner.errors import PlannerError
 from planner.logging import configure_logging
-from planner.server import serve
+from planner.server import initial_catalog, serve
 from planner.settings import load_settings
 from planner.store import Database, RunStore
 
 log = structlog.get_logger(__name__)
 
 
-def seed_demo_if_empty(db: Database) -> int:
-    """Seed the demo history with `planner.demo.seed_demo(db)` when the store has no runs; rows written."""
+def seed_demo_if_empty(db: Database, catalog: Catalog) -> int:
+    """Seed the synthetic demo history (`planner.demo.seed_demo`) when the store has no runs; runs written."""
     if RunStore(db).count() > 0:
         return 0
-    try:
-        demo: Any = importlib.import_module("planner.demo")
-    except ModuleNotFoundError:
-        log.warning("demo.unavailable", reason="planner.demo is not installed")
-        return 0
-    result = demo.seed_demo(db)
-    return int(getattr(result, "inserted", result) or 0)
+    return seed_demo(db, catalog)
 
 
 @app.command("serve")
@@ -45,18 +40,21 @@ def serve_command(
         configure_logging(settings)
         db = Database(settings.database_url)
     except PlannerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if demo:
-        log.info("demo.seeded", rows=seed_demo_if_empty(db))
+        _fail(exc)
 
     def ready(_server: grpc.aio.Server, port: int) -> None:
         log.info("serve.listening", address=settings.address, port=port)
 
     try:
+        if demo:
+            log.info("demo.seeded", runs=seed_demo_if_empty(db, initial_catalog(settings, db)[0]))
         asyncio.run(serve(settings, db=db, on_ready=ready))
     except PlannerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _fail(exc)
     finally:
         db.dispose()
+
+
+def _fail(exc: PlannerError) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from None

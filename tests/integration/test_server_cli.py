@@ -1,4 +1,4 @@
-"""`planner serve` as a real process: binds, answers health checks, stops cleanly on SIGTERM."""
+"""`planner serve --demo` as a process: seeds the demo history, binds, answers, stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from planner.v1 import runs_pb2, runs_pb2_grpc
+
 
 def _port_from_logs(proc: subprocess.Popen[str]) -> int:
     assert proc.stderr is not None
@@ -24,14 +26,22 @@ def _port_from_logs(proc: subprocess.Popen[str]) -> int:
     raise AssertionError(f"server exited before listening (rc={proc.wait()})")
 
 
-def test_serve_command_runs_until_sigterm(tmp_path: Path) -> None:
+def test_serve_demo_runs_until_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "PLANNER_LOG_FORMAT": "json",
         "PLANNER_GRACE_S": "1",
         "PLANNER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
     }
-    cmd = [sys.executable, "-c", "from planner.cli import app; app()", "serve", "--address", "127.0.0.1:0"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from planner.cli import app; app()",
+        "serve",
+        "--demo",
+        "--address",
+        "127.0.0.1:0",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         port = _port_from_logs(proc)
@@ -40,7 +50,11 @@ def test_serve_command_runs_until_sigterm(tmp_path: Path) -> None:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="planner.v1.RunService"), timeout=10
             )
+            stats = runs_pb2_grpc.RunServiceStub(channel).GetRunStats(
+                runs_pb2.GetRunStatsRequest(), timeout=30
+            )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert stats.total_runs > 0 and len(stats.tiers) > 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
