@@ -1,3 +1,112 @@
-"""CLI commands: policy (filled in by its owner)."""
+"""CLI: `planner evaluate-policy` -- replay held-out runs, sweep the budget, compare with baselines."""
 
-from planner.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from planner.catalog import load_catalog
+from planner.cli.app import app
+from planner.errors import PlannerError
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no Infinity: unreachable costs become null."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def load_runs(
+    runs: Path | None, database_url: str | None, task: str | None, name_map: dict[str, str]
+) -> pd.DataFrame:
+    """Prepared runs from a CSV/Parquet file (ZeroEval column names accepted) or from the store."""
+    from models.data import prepare_runs
+
+    if runs is not None:
+        raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
+        raw = raw.rename(columns={"question": "prompt", "question_chars": "prompt_chars"})
+        return prepare_runs(raw, name_map)
+    from planner.cli.runs import database_url as resolve_url
+    from planner.store import Database, RunStore
+
+    frame = RunStore(Database(resolve_url(database_url))).load_frame(task=task)
+    return prepare_runs(frame, name_map)
+
+
+@app.command("evaluate-policy")
+def evaluate_policy(
+    runs: Annotated[
+        Path | None, typer.Option(help="Run file (CSV/CSV.gz/Parquet); default: the store.")
+    ] = None,
+    database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
+    predictor: Annotated[str, typer.Option(help="auto | prior | difficulty")] = "auto",
+    test_fraction: Annotated[float, typer.Option(help="Held-out share of queries.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Write the quality-vs-cost PNG here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
+) -> None:
+    """Replay a held-out split: planner vs single models, random mix, threshold, kNN and oracle."""
+    from planner.evaluation.forecasters import fit_forecaster
+    from planner.evaluation.harness import evaluate
+    from simulator.costmodel import CostModel
+
+    try:
+        cat = load_catalog(catalog)
+        name_map = cat.run_name_map()
+        frame = load_runs(runs, database_url, task, name_map)
+        report = evaluate(
+            frame,
+            cat,
+            CostModel(cat),
+            lambda train: fit_forecaster(predictor, train, name_map),
+            test_fraction=test_fraction,
+            seed=seed,
+        )
+    except PlannerError as exc:
+        if as_json:
+            typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        else:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    if plot is not None:
+        from planner.evaluation.plots import plot_quality_cost
+
+        plot_quality_cost(report, plot)
+    if as_json:
+        out = report.to_dict()
+        out["plot"] = str(plot) if plot else None
+        typer.echo(json.dumps(_finite(out)))
+        return
+    _print(report)
+
+
+def _print(report: Any) -> None:
+    fig = report.figures
+    table = Table(title=f"Routers on {report.n_test_queries} held-out queries ({report.forecaster})")
+    for col in ("router", "AIQ", "APGR", "CPT50", "CPT80", "CPT95"):
+        table.add_column(col)
+    for name, r in fig["routers"].items():
+        table.add_row(
+            name, *(f"{r.get(k, float('nan')):.4f}" for k in ("aiq", "apgr", "cpt50", "cpt80", "cpt95"))
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"best single: {fig['best_single']}")
+    console.print(f"planner at best single's cost: {fig['planner_at_best_single_cost']}")
+    console.print(f"planner calibration: {fig['planner_calibration']}")
+    for note in report.notes:
+        console.print(f"note: {note}")
