@@ -3,6 +3,7 @@ replaces the bodies (raise `planner.errors` exceptions; `planner.servicers.error
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import grpc
@@ -27,7 +28,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         not_built("RoutingService.RouteBatch")
 
     async def Plan(self, request: routing_pb2.PlanRequest, context: grpc.aio.ServicerContext) -> Any:
-        not_built("RoutingService.Plan")
+        try:
+            from planner.servicers.planning import handle_plan
+        except ImportError:
+            not_built("RoutingService.Plan")
+        result = handle_plan(self.state, request, context)
+        return await result if inspect.isawaitable(result) else result
 
 
 def add_to_server(server: Any, state: ServiceState) -> str:
