@@ -1,8 +1,13 @@
-"""Predictor registry: versioned skops artifacts, metrics and a candidate -> promoted -> retired lifecycle.
+"""Predictor registry: versioned skops artifacts with metrics and metadata; promote and roll back.
 
-The version id is the content hash of the artifact bytes, so storing the same artifact twice is a no-op.
-At most one version per `kind` is promoted; `promote` retires the previous one and `rollback` re-promotes the
-most recently retired one that had been promoted before.
+A version id is given by the caller (the lifecycle uses a content hash of the training data and config) or,
+by default, the content hash of the artifact bytes; storing an existing version again is a no-op.
+
+At most one version is promoted at a time (the active predictor of the service). `promote` retires the
+previously promoted version; `rollback` retires the promoted one, clears its `promoted_at` (so it is never a
+roll-back target again) and re-promotes the most recently promoted retired version -- repeated roll-backs walk
+back through the promotion history. The `metrics` column holds a JSON document
+``{"metrics": {...}, "meta": {...}}`` (metrics: held-out figures; meta: task, tiers, config, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ class PredictorVersion:
     created_at: datetime | None = None
     promoted_at: datetime | None = None
     artifact: bytes = b""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status is PredictorStatus.PROMOTED
 
 
 def content_version(artifact: bytes) -> str:
@@ -48,16 +58,38 @@ def content_version(artifact: bytes) -> str:
     return hashlib.sha256(artifact).hexdigest()[:16]
 
 
+def _document(metrics: Mapping[str, Any] | None, meta: Mapping[str, Any] | None) -> str:
+    return json.dumps(
+        {"metrics": dict(metrics or {}), "meta": dict(meta or {})}, sort_keys=True, default=float
+    )
+
+
+def _parse_document(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    doc = json.loads(text or "{}")
+    if isinstance(doc, dict) and set(doc) == {"metrics", "meta"}:
+        return dict(doc["metrics"]), dict(doc["meta"])
+    return (dict(doc) if isinstance(doc, dict) else {}), {}  # a bare metrics object (older rows)
+
+
 def _version(row: Any, with_artifact: bool) -> PredictorVersion:
+    metrics, meta = _parse_document(row["metrics"])
     return PredictorVersion(
         version=row["version"],
         kind=row["kind"],
         status=PredictorStatus(row["status"]),
-        metrics=json.loads(row["metrics"]),
-        created_at=row["created_at"],
-        promoted_at=row["promoted_at"],
+        metrics=metrics,
+        created_at=_utc(row["created_at"]),
+        promoted_at=_utc(row["promoted_at"]),
         artifact=bytes(row["artifact"]) if with_artifact else b"",
+        meta=meta,
     )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 class PredictorRegistryStore:
@@ -66,9 +98,17 @@ class PredictorRegistryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put(self, kind: str, artifact: bytes, metrics: Mapping[str, Any] | None = None) -> PredictorVersion:
-        """Store an artifact as a candidate (or return the existing version with the same content)."""
-        version = content_version(artifact)
+    def put(
+        self,
+        kind: str,
+        artifact: bytes,
+        metrics: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> PredictorVersion:
+        """Store an artifact as a candidate (or return the existing row with the same version id)."""
+        version = version or content_version(artifact)
         with self.db.begin() as conn:
             existing = self._row(conn, version, with_artifact=False)
             if existing is not None:
@@ -77,7 +117,7 @@ class PredictorRegistryStore:
                 insert(PREDICTORS).values(
                     version=version,
                     kind=kind,
-                    metrics=json.dumps(dict(metrics or {}), sort_keys=True, default=float),
+                    metrics=_document(metrics, meta),
                     artifact=artifact,
                     status=PredictorStatus.CANDIDATE.value,
                     created_at=datetime.now(UTC),
@@ -100,51 +140,63 @@ class PredictorRegistryStore:
     def list(self, kind: str | None = None) -> list[PredictorVersion]:
         """All versions (without artifact bytes), newest first."""
         cols = [c for c in PREDICTORS.c if c.name != "artifact"]
-        stmt = select(*cols).order_by(PREDICTORS.c.created_at.desc())
+        stmt = select(*cols).order_by(PREDICTORS.c.created_at.desc(), PREDICTORS.c.version)
         if kind is not None:
             stmt = stmt.where(PREDICTORS.c.kind == kind)
         with self.db.engine.connect() as conn:
             return [_version(r._mapping, with_artifact=False) for r in conn.execute(stmt)]
 
-    def promoted(self, kind: str) -> PredictorVersion | None:
-        """The promoted version of `kind` with its artifact, or None."""
-        stmt = select(PREDICTORS.c.version).where(
-            PREDICTORS.c.kind == kind, PREDICTORS.c.status == PredictorStatus.PROMOTED.value
-        )
+    def promoted(self, kind: str | None = None) -> PredictorVersion | None:
+        """The promoted version (of `kind`, when given) with its artifact, or None."""
+        stmt = select(PREDICTORS.c.version).where(PREDICTORS.c.status == PredictorStatus.PROMOTED.value)
+        if kind is not None:
+            stmt = stmt.where(PREDICTORS.c.kind == kind)
         with self.db.engine.connect() as conn:
-            version = conn.execute(stmt).scalar_one_or_none()
+            version = conn.execute(stmt.limit(1)).scalar_one_or_none()
         return None if version is None else self.get(version)
 
     def promote(self, version: str) -> PredictorVersion:
-        """Make `version` the promoted one of its kind; the previously promoted one is retired."""
-        target = self.get(version, with_artifact=False)
-        c = PREDICTORS.c
+        """Make `version` the promoted one; the previously promoted one (of any kind) is retired."""
+        self.get(version, with_artifact=False)  # NotFoundError for an unknown version
         with self.db.begin() as conn:
-            conn.execute(
-                update(PREDICTORS)
-                .where(
-                    c.kind == target.kind, c.status == PredictorStatus.PROMOTED.value, c.version != version
-                )
-                .values(status=PredictorStatus.RETIRED.value)
-            )
-            conn.execute(
-                update(PREDICTORS)
-                .where(c.version == version)
-                .values(status=PredictorStatus.PROMOTED.value, promoted_at=datetime.now(UTC))
-            )
+            _promote(conn, version)
         return self.get(version, with_artifact=False)
 
-    def rollback(self, kind: str) -> PredictorVersion:
-        """Retire the promoted version of `kind` and re-promote the previously promoted one."""
+    def rollback(self, kind: str | None = None) -> PredictorVersion:
+        """Retire the promoted version and re-promote the one promoted before it (of `kind`, when given)."""
         c = PREDICTORS.c
         stmt = (
             select(c.version)
-            .where(c.kind == kind, c.status == PredictorStatus.RETIRED.value, c.promoted_at.is_not(None))
+            .where(c.status == PredictorStatus.RETIRED.value, c.promoted_at.is_not(None))
             .order_by(c.promoted_at.desc())
             .limit(1)
         )
+        if kind is not None:
+            stmt = stmt.where(c.kind == kind)
         with self.db.engine.connect() as conn:
             previous = conn.execute(stmt).scalar_one_or_none()
         if previous is None:
-            raise FailedPreconditionError(f"no previously promoted {kind!r} predictor to roll back to")
-        return self.promote(previous)
+            what = "predictor" if kind is None else f"{kind!r} predictor"
+            raise FailedPreconditionError(f"no previously promoted {what} to roll back to")
+        with self.db.begin() as conn:
+            conn.execute(
+                update(PREDICTORS)
+                .where(c.status == PredictorStatus.PROMOTED.value)
+                .values(status=PredictorStatus.RETIRED.value, promoted_at=None)
+            )
+            _promote(conn, previous)
+        return self.get(previous, with_artifact=False)
+
+
+def _promote(conn: Connection, version: str) -> None:
+    c = PREDICTORS.c
+    conn.execute(
+        update(PREDICTORS)
+        .where(c.status == PredictorStatus.PROMOTED.value, c.version != version)
+        .values(status=PredictorStatus.RETIRED.value)
+    )
+    conn.execute(
+        update(PREDICTORS)
+        .where(c.version == version)
+        .values(status=PredictorStatus.PROMOTED.value, promoted_at=datetime.now(UTC))
+    )
