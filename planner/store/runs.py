@@ -9,6 +9,7 @@ Inserts are SQLAlchemy Core `insert` executemany statements that skip rows whose
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -119,7 +120,10 @@ def _driver_params(dialect: str, rows: Sequence[tuple[Any, ...]], compiled: Any)
         rows = [r if r[_TS] is None else (*r[:_TS], _sqlite_time(r[_TS]), *r[_TS + 1 :]) for r in rows]
     if compiled.positional:
         order = [STORED_COLUMNS.index(k) for k in compiled.positiontup]
-        return [tuple(r[i] for i in order) for r in rows]
+        if order == list(range(len(STORED_COLUMNS))):
+            return list(rows)
+        pick = operator.itemgetter(*order)  # C-level reordering (a Python genexpr per row is ~10x slower)
+        return [pick(r) for r in rows]
     return [dict(zip(STORED_COLUMNS, r, strict=True)) for r in rows]
 
 
