@@ -8,6 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 pg_url="$(scripts/postgres.sh start)"
 export PLANNER_TEST_POSTGRES_URL="$pg_url"
+export PLANNER_TEST_STRICT=1  # a skipped test (e.g. PostgreSQL left out) fails the run
 trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
 echo "== ruff"; ruff check .
