@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +115,15 @@ def plain_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return plain if len(plain) else runs
 
 
+def query_keys(runs: pd.DataFrame) -> pd.Series:
+    """One key per run identifying its query: (task, query_id), since query ids may repeat across tasks."""
+    return runs["task"].astype(str) + "\x1f" + runs["query_id"].astype(str)
+
+
 def queries_from_frame(runs: pd.DataFrame) -> list[Query]:
-    """One `Query` per distinct query_id of a prepared frame, in order of first appearance."""
-    first = runs.drop_duplicates("query_id")
+    """One `Query` per distinct (task, query_id) of a prepared frame, in order of first appearance
+    (the order of `dict.fromkeys(query_keys(runs))`)."""
+    first = runs.loc[~query_keys(runs).duplicated()]
     out = []
     for row in first.itertuples(index=False):
         tags = tuple(t.strip() for t in str(row.tags).split(",") if t.strip())
@@ -151,3 +157,9 @@ def default_run_name_map() -> dict[str, str]:
         return load_catalog().run_name_map()
     except Exception:  # no packaged default catalog yet, or an invalid one: tiers stay model names
         return {}
+
+
+def index_of(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
+    """Positions of `values` in `vocabulary` (-1 where absent)."""
+    lookup = {v: i for i, v in enumerate(vocabulary)}
+    return values.map(lambda v: lookup.get(v, -1)).to_numpy(dtype=int)
