@@ -1,4 +1,4 @@
-"""DifficultyPredictor: the estimator contract, the Forecaster contract, strategies, hot path and recalibration."""
+"""DifficultyPredictor: estimator and Forecaster contracts, strategies, hot path, recalibration."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def fitted(gsm8k_small: pd.DataFrame) -> DifficultyPredictor:
 
 
 def test_estimator_contract_clone_params_and_not_fitted() -> None:
-    # The generic parametrize_with_checks suite feeds numeric X arrays; this estimator is fitted on a runs
-    # frame (text, ids, tiers), so the generic checks do not apply. The contract parts that do are tested here.
+    # parametrize_with_checks feeds numeric X arrays; this estimator is fitted on a runs frame (text, ids,
+    # tiers), so the generic checks do not apply. The contract parts that do are tested here.
     model = DifficultyPredictor(n_components=8, random_state=3)
     assert clone(model).get_params() == model.get_params()
     assert "run_name_map" in model.get_params()
