@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from planner.catalog import Catalog, parse_catalog
 from planner.errors import CatalogError, FailedPreconditionError, FieldViolation
+from planner.predictors import load_active_predictor
 from planner.servicers import ServiceState, add_all
 from planner.servicers.errors import ErrorMappingInterceptor
 from planner.servicers.metrics import MetricsInterceptor, RpcMetrics
@@ -112,6 +113,7 @@ async def create_server(
     except RuntimeError as exc:  # grpc raises on a failed bind (address in use, bad host)
         state.close()
         raise FailedPreconditionError(f"cannot bind {address!r}: {exc}") from None
+    await load_active_predictor(state)  # promoted version, else a prior bootstrapped from stored runs
     await server.start()
     if settings.metrics_port:
         metrics.serve_http(settings.metrics_port)

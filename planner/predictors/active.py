@@ -80,7 +80,11 @@ async def load_active_predictor(state: Any) -> ActivePredictor | None:
     (`planner.server.create_server` calls this before serving)."""
     loop = asyncio.get_running_loop()
     names = state.catalog.run_name_map()
-    active = await loop.run_in_executor(state.executor, startup_predictor, state.db, names)
+    try:
+        active = await loop.run_in_executor(state.executor, startup_predictor, state.db, names)
+    except Exception as exc:  # a store whose runs cannot train a prior must not stop the server
+        log.error("predictor.bootstrap_failed", error=str(exc))
+        return None
     install(state, active)
     if active is not None:
         log.info("predictor.active", version=active.version, kind=active.kind)

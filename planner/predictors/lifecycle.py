@@ -105,6 +105,8 @@ class TrainResult:
     promoted: bool = False
     reused: bool = False
     """True when this exact data + config was trained before (the stored version is returned)."""
+    predictor: Forecaster | None = field(default=None, compare=False, repr=False)
+    """The fitted predictor (None when reused)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,7 @@ def train_predictor(
     if promoted:
         stored = registry.promote(stored.version)
     report(TrainStage.DONE, 1.0, f"stored {stored.version}" + (" and promoted it" if promoted else ""))
-    return TrainResult(stored, metrics, promoted=promoted)
+    return TrainResult(stored, metrics, promoted=promoted, predictor=predictor)
 
 
 def _beats_active(
