@@ -3,7 +3,8 @@
 For each store it imports the file into an empty database (the figure the issue targets), then re-imports
 it (idempotency: nothing is added, every row is skipped as a duplicate). As a same-run baseline it times
 reading and parsing the file alone with pandas (no validation, no database), so the ratio says how much of
-the import time is validation and the store.
+the import time is validation and the store. CPU time (process time, both threads) is printed beside wall
+time because the machine these figures come from is shared.
 
     python bench/import_runs.py [--runs PATH] [--postgres-url URL] [--repeats 3] [--json]
 
@@ -56,9 +57,9 @@ def _time_import(url: str, path: Path) -> dict[str, Any]:
     db = Database(url)
     try:
         mapping = preset("zeroeval")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         first = import_file(path, db, mapping=mapping)
-        first_s = time.perf_counter() - start
+        first_s, first_cpu = time.perf_counter() - start, time.process_time() - cpu
         start = time.perf_counter()
         second = import_file(path, db, mapping=mapping)
         second_s = time.perf_counter() - start
@@ -69,6 +70,7 @@ def _time_import(url: str, path: Path) -> dict[str, Any]:
         "inserted_first": first.inserted,
         "inserted_second": second.inserted,
         "first_s": first_s,
+        "first_cpu_s": first_cpu,
         "second_s": second_s,
     }
 
@@ -78,6 +80,7 @@ def _measure(name: str, make_url: Any, path: Path, repeats: int, parse_s: float)
     rows = trials[0]["rows"]
     first = statistics.median(t["first_s"] for t in trials)
     second = statistics.median(t["second_s"] for t in trials)
+    cpu = statistics.median(t["first_cpu_s"] for t in trials)
     return {
         "store": name,
         "rows": rows,
@@ -85,6 +88,8 @@ def _measure(name: str, make_url: Any, path: Path, repeats: int, parse_s: float)
         "inserted_second": trials[0]["inserted_second"],
         "import_s_median": round(first, 3),
         "rows_per_s": round(rows / first),
+        "import_cpu_s_median": round(cpu, 3),
+        "rows_per_cpu_s": round(rows / cpu),
         "reimport_s_median": round(second, 3),
         "reimport_rows_per_s": round(rows / second),
         "import_vs_parse_only": round(first / parse_s, 2),
@@ -128,7 +133,8 @@ def main() -> None:
     for s in results["stores"]:
         print(
             f"{s['store']:>10}: {s['rows']} rows, import {s['import_s_median']} s = {s['rows_per_s']} rows/s "
-            f"({s['import_vs_parse_only']}x parse-only); re-import adds {s['inserted_second']} rows in "
+            f"({s['import_vs_parse_only']}x parse-only; CPU {s['import_cpu_s_median']} s = "
+            f"{s['rows_per_cpu_s']} rows per CPU-s); re-import adds {s['inserted_second']} rows in "
             f"{s['reimport_s_median']} s = {s['reimport_rows_per_s']} rows/s"
         )
 
