@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.errors import InvalidArgumentError
-from simulator.engine import Completions, Jobs, PoolConfig, PoolEngine
+from simulator.engine import Completions, Jobs, PoolConfig, PoolEngine, PoolStats
 from tests.simulator.queueing import ConstService, erlang_c_mean_wait, fcfs_waits
 
 
