@@ -54,7 +54,13 @@ def evaluate_policy(
     task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
     predictor: Annotated[str, typer.Option(help="auto | prior | difficulty")] = "auto",
-    test_fraction: Annotated[float, typer.Option(help="Held-out share of queries.")] = 0.3,
+    folds: Annotated[
+        int, typer.Option(help="Cross-fitting folds (every query held out once); 1 = one held-out split.")
+    ] = 5,
+    test_fraction: Annotated[float, typer.Option(help="Held-out share of queries when --folds 1.")] = 0.3,
+    simulate: Annotated[
+        bool, typer.Option(help="Add the simulated strategy figures (self-consistency, all strategies).")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Write the quality-vs-cost PNG here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
@@ -75,8 +81,10 @@ def evaluate_policy(
             lambda train: fit_forecaster(predictor, train, name_map),
             test_fraction=test_fraction,
             seed=seed,
+            folds=folds,
+            simulate=simulate,
         )
-    except PlannerError as exc:
+    except (PlannerError, ValueError) as exc:
         if as_json:
             typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         else:
@@ -105,8 +113,15 @@ def _print(report: Any) -> None:
         )
     console = Console()
     console.print(table)
-    console.print(f"best single: {fig['best_single']}")
-    console.print(f"planner at best single's cost: {fig['planner_at_best_single_cost']}")
-    console.print(f"planner calibration: {fig['planner_calibration']}")
+    for key in (
+        "best_single",
+        "planner_at_best_single_cost",
+        "planner_reaches_best_single",
+        "planner_aiq_beats",
+        "planner_calibration",
+        "simulated",
+    ):
+        if key in fig:
+            console.print(f"{key}: {fig[key]}")
     for note in report.notes:
         console.print(f"note: {note}")

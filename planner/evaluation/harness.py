@@ -1,10 +1,14 @@
 """The evaluation harness: replay a held-out split, sweep the budget, compare with baselines, report metrics.
 
-`evaluate(runs, catalog, cost_model, forecaster_factory)` splits the runs by query, fits the forecaster on the
-training split, builds the `Replay` on the held-out split, runs the planner and every baseline and returns an
-`EvaluationReport` (JSON-ready via `to_dict`). The weak and strong models of APGR/CPT are chosen on the
-training split: strong = the most accurate tier, weak = the cheapest tier. AIQ is taken over the cost range of
-the single models (cheapest to most expensive mean cost per query).
+`evaluate(runs, catalog, cost_model, forecaster_factory)` splits the runs by query (k-fold cross-fitting by
+default: every query is held out once), fits the forecaster on each training part, builds the `Replay` of the
+held-out queries, runs the planner (budget sweep through `planner.solve`) and every baseline, adds the
+simulated strategy figures, and returns an `EvaluationReport` (JSON-ready via `to_dict`).
+
+Reference points: the best single model is the most accurate tier on the replayed queries (ex post, the
+strictest bar); APGR/CPT use strong = that model and weak = the cheapest tier. AIQ is taken over the cost
+range of the single models (cheapest to most expensive mean realised cost per query). The planner's headline
+plan at the best single model's cost has a hard budget of that model's realised mean cost per query.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import pandas as pd
 
 from models.api import Forecaster
 from planner.catalog import Catalog
-from planner.evaluation import metrics, policies
-from planner.evaluation.policies import PolicyResult
-from planner.evaluation.replay import Replay, build_replay, split_queries
+from planner.evaluation import metrics, policies, simulated
+from planner.evaluation.policies import Point, PolicyResult
+from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, query_folds
 from planner.options import CostModelLike, QualityFn
 
 ForecasterFactory = Callable[[pd.DataFrame], Forecaster]
@@ -79,102 +83,185 @@ def evaluate(
     seed: int = 0,
     quality_fn: QualityFn | None = None,
     knn_k: int = 25,
+    folds: int = 5,
+    simulate: bool = True,
+    n_budgets: int = 40,
 ) -> EvaluationReport:
-    """Run the whole evaluation on prepared runs (see `models.data.prepare_runs`)."""
-    split = split_queries(runs, test_fraction, seed)
-    forecaster = forecaster_factory(split.train)
-    replay = build_replay(catalog, cost_model, forecaster, split.test, quality_fn or identity_quality)
+    """Run the whole evaluation on prepared runs (see `models.data.prepare_runs`).
+
+    `folds >= 2` cross-fits (every query held out once, forecast by the model trained on the other folds);
+    `folds == 1` holds out one seeded `test_fraction` of the queries."""
+    splits = query_folds(runs, folds, seed, test_fraction)
+    forecaster = CrossFitForecaster.fit(splits, forecaster_factory)
+    test = pd.concat([s.test for s in splits], ignore_index=True)
+    replay = build_replay(catalog, cost_model, forecaster, test, quality_fn or identity_quality)
+    fold = np.array([forecaster.fold_of[q.query_id] for q in replay.queries], dtype=np.intp)
     singles = policies.single_models(replay)
-    weak, strong = _weak_strong(replay, split.train)
-    planner = policies.planner_sweep(replay)
+    best = _best_single(singles)
+    weak, strong = _weak_strong(replay, best)
+    best_cost = singles[best].points[0].cost
+    grid = policies.budget_grid(replay.predicted.usd, replay.predicted.quality, n_budgets, [best_cost])
     results = [
-        planner,
+        policies.planner_sweep(replay, grid),
         *singles,
         policies.random_mix(replay, weak, strong, seed=seed),
-        policies.threshold_router(replay, split.train, weak, strong),
-        policies.knn_router(replay, split.train, k=knn_k),
+        policies.threshold_router(replay, splits, fold, weak, strong),
+        policies.knn_router(replay, splits, fold, k=knn_k),
         policies.oracle(replay),
     ]
-    figures = _figures(replay, results, singles, weak, strong)
+    figures = _figures(replay, results, singles, best, weak, strong)
+    notes = list(replay.notes)
+    if simulate:
+        sim_results, sim_fig = _simulated(catalog, cost_model, replay, figures, n_budgets)
+        results.extend(sim_results)
+        figures["simulated"] = sim_fig
+        notes.append(
+            "simulated figures (uniform_self_consistency, planner_all_strategies) are NOT replayed outcomes: "
+            "see planner.evaluation.simulated"
+        )
     return EvaluationReport(
-        n_train_queries=int(split.train["query_id"].nunique()),
+        n_train_queries=int(np.mean([s.train["query_id"].nunique() for s in splits])),
         n_test_queries=replay.n,
-        forecaster=type(forecaster).__name__,
+        forecaster=str(forecaster),
         weak=replay.tiers[weak],
         strong=replay.tiers[strong],
         policies=tuple(results),
         figures=figures,
-        notes=replay.notes,
+        notes=tuple(notes),
     )
 
 
-def _weak_strong(replay: Replay, train: pd.DataFrame) -> tuple[int, int]:
-    acc = train.groupby("tier")["score"].mean().reindex(list(replay.tiers)).to_numpy(float)
-    strong = int(np.nanargmax(acc))
-    mean_cost = replay.realised_cost.mean(axis=0)
-    weak = int(np.argmin(mean_cost))
-    if weak == strong:
-        weak = int(np.argsort(mean_cost)[1])
-    return weak, strong
+def _best_single(singles: list[PolicyResult]) -> int:
+    """The most accurate single model on the replay (ties: the cheaper); the strictest reference."""
+    pts = [s.points[0] for s in singles]
+    return max(range(len(pts)), key=lambda j: (pts[j].quality, -pts[j].cost))
+
+
+def _weak_strong(replay: Replay, best: int) -> tuple[int, int]:
+    """Strong: the best single model; weak: the cheapest tier (by realised mean cost)."""
+    order = np.argsort(replay.realised_cost.mean(axis=0), kind="stable")
+    weak = int(order[0]) if int(order[0]) != best else int(order[1])
+    return weak, best
+
+
+def _router_metrics(
+    r: PolicyResult, c_range: tuple[float, float], wk: tuple[float, float], st: tuple[float, float]
+) -> dict[str, Any]:
+    curve = r.curve()
+    entry: dict[str, Any] = {"aiq": metrics.aiq(curve, *c_range), "realised": r.realised}
+    if st[0] > wk[0] and st[1] > wk[1]:
+        entry["apgr"] = metrics.apgr(curve, wk, st)
+        entry.update({f"cpt{int(x)}": metrics.cpt(curve, wk, st, x) for x in CPT_LEVELS})
+    entry["quality_at_best_single_cost"] = float(metrics.quality_at(curve, st[0]))
+    entry["cost_ratio_to_reach_best_single"] = metrics.cost_to_reach(curve, st[1]) / st[0]
+    return entry
 
 
 def _figures(
     replay: Replay,
-    results: list[policies.PolicyResult],
-    singles: list[policies.PolicyResult],
+    results: list[PolicyResult],
+    singles: list[PolicyResult],
+    best: int,
     weak: int,
     strong: int,
 ) -> dict[str, Any]:
     single_pts = [s.points[0] for s in singles]
     wk = (single_pts[weak].cost, single_pts[weak].quality)
     st = (single_pts[strong].cost, single_pts[strong].quality)
-    best = max(range(len(single_pts)), key=lambda j: (single_pts[j].quality, -single_pts[j].cost))
     best_pt = single_pts[best]
-    c_min = min(p.cost for p in single_pts)
-    c_max = max(p.cost for p in single_pts)
-    routers: dict[str, Any] = {}
-    for r in results:
-        if r.kind != "router":
-            continue
-        curve = r.curve()
-        entry: dict[str, Any] = {"aiq": metrics.aiq(curve, c_min, c_max)}
-        if st[0] > wk[0] and st[1] > wk[1]:
-            entry["apgr"] = metrics.apgr(curve, wk, st)
-            entry.update({f"cpt{int(x)}": metrics.cpt(curve, wk, st, x) for x in CPT_LEVELS})
-        entry["quality_at_best_single_cost"] = float(metrics.quality_at(curve, best_pt.cost))
-        entry["cost_to_best_single_quality"] = metrics.cost_to_reach(curve, best_pt.quality)
-        routers[r.name] = entry
-    at_budget = policies.planner_at_budget(replay, best_pt.cost)
-    planner_pts = next(r for r in results if r.name == "planner").points
-    calib = _calibration(planner_pts)
+    c_range = (min(p.cost for p in single_pts), max(p.cost for p in single_pts))
+    routers = {r.name: _router_metrics(r, c_range, wk, st) for r in results if r.kind == "router"}
+    planner = next(r for r in results if r.name == "planner")
+    at_budget = next(p for p in planner.points if p.knob == best_pt.cost)
     oracle_pt = next(r for r in results if r.name == "oracle").points[0]
+    reach = [p for p in planner.points if p.quality >= best_pt.quality]
+    cheapest_reach = min(reach, key=lambda p: p.cost) if reach else None
+    aiq = {name: r["aiq"] for name, r in routers.items()}
     return {
         "best_single": {"tier": replay.tiers[best], "quality": best_pt.quality, "cost_usd": best_pt.cost},
+        "weak": {"tier": replay.tiers[weak], "quality": wk[1], "cost_usd": wk[0]},
         "single_models": {
             replay.tiers[j]: {"quality": p.quality, "cost_usd": p.cost} for j, p in enumerate(single_pts)
         },
-        "aiq_cost_range": [c_min, c_max],
+        "aiq_cost_range": list(c_range),
         "routers": routers,
         "oracle": {"quality": oracle_pt.quality, "cost_usd": oracle_pt.cost},
         "planner_at_best_single_cost": {
             **at_budget.to_dict(),
             "budget_usd_per_query": best_pt.cost,
-            "quality_minus_best_single": at_budget.quality - best_pt.quality,
+            "quality_minus_best_single_pp": (at_budget.quality - best_pt.quality) * 100,
+            "quality_minus_best_single_ci95_pp": paired_ci(replay, at_budget.choice, best_pt.choice),
             "cost_ratio": at_budget.cost / best_pt.cost,
+            "target_met": at_budget.quality >= best_pt.quality,
         },
-        "planner_cost_ratio_to_reach_best_single": routers["planner"]["cost_to_best_single_quality"]
-        / best_pt.cost,
-        "planner_calibration": calib,
+        "planner_reaches_best_single": {
+            "plan": cheapest_reach.to_dict() if cheapest_reach else None,
+            "cost_ratio": cheapest_reach.cost / best_pt.cost if cheapest_reach else float("inf"),
+            "cost_ratio_interpolated": routers["planner"]["cost_ratio_to_reach_best_single"],
+            "target_met": bool(cheapest_reach and cheapest_reach.cost <= 0.30 * best_pt.cost),
+        },
+        "planner_aiq_beats": {
+            name: aiq["planner"] > aiq[name] for name in ("threshold_router", "knn_router", "random_mix")
+        },
+        "planner_calibration": calibration(planner.points, replay),
     }
 
 
-def _calibration(points: tuple[policies.Point, ...]) -> dict[str, float]:
-    """Predicted vs realised mean quality (in points) and spend (relative) over the planner's plans."""
-    dq = [abs((p.predicted_quality or 0.0) - p.quality) * 100 for p in points]
-    ds = [abs((p.predicted_cost or 0.0) - p.cost) / p.cost for p in points if p.cost > 0]
+def paired_ci(
+    replay: Replay, a: np.ndarray, b: np.ndarray, level: float = 0.95, draws: int = 2000, seed: int = 0
+) -> list[float]:
+    """Bootstrap interval (over queries, paired) of the realised mean quality of choice `a` minus `b`, in
+    points: how much of a difference between two plans on the same queries is sampling noise."""
+    rows = np.arange(replay.n)
+    diff = replay.realised_quality[rows, a] - replay.realised_quality[rows, b]
+    idx = np.random.default_rng(seed).integers(0, replay.n, size=(draws, replay.n))
+    means = diff[idx].mean(axis=1) * 100
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
+
+
+def calibration(points: tuple[Point, ...], replay: Replay) -> dict[str, Any]:
+    """Predicted vs realised mean quality (points) and spend (relative) of each plan, with the sampling
+    standard error of a plan's realised mean quality if its predictions were exact (the noise floor)."""
+    rows = np.arange(replay.n)
+    dq = np.array([abs((p.predicted_quality or 0.0) - p.quality) * 100 for p in points])
+    ds = np.array([abs((p.predicted_cost or 0.0) - p.cost) / p.cost for p in points if p.cost > 0])
+    se = []
+    for p in points:
+        q = replay.predicted.quality[rows, p.choice]
+        se.append(float(np.sqrt(np.sum(q * (1 - q))) / replay.n * 100))
     return {
-        "max_abs_quality_error_pp": float(max(dq)),
-        "mean_abs_quality_error_pp": float(np.mean(dq)),
-        "max_rel_spend_error": float(max(ds)) if ds else 0.0,
-        "mean_rel_spend_error": float(np.mean(ds)) if ds else 0.0,
+        "plans": len(points),
+        "max_abs_quality_error_pp": float(dq.max()),
+        "mean_abs_quality_error_pp": float(dq.mean()),
+        "plans_within_1_5pp": int((dq <= 1.5).sum()),
+        "mean_signed_quality_error_pp": float(
+            np.mean([((p.predicted_quality or 0.0) - p.quality) * 100 for p in points])
+        ),
+        "max_sampling_se_pp": float(max(se)),
+        "max_rel_spend_error": float(ds.max()) if ds.size else 0.0,
+        "mean_rel_spend_error": float(ds.mean()) if ds.size else 0.0,
+        "plans_within_5pct_spend": int((ds <= 0.05).sum()),
     }
+
+
+def _simulated(
+    catalog: Catalog, cost_model: CostModelLike, replay: Replay, figures: dict[str, Any], n_budgets: int
+) -> tuple[list[PolicyResult], dict[str, Any]]:
+    sim = simulated.build_simulation(catalog, cost_model, replay)
+    best = figures["best_single"]
+    sc = simulated.uniform_self_consistency(sim)
+    grid = policies.budget_grid(sim.predicted_cost, sim.predicted_quality, n_budgets, [best["cost_usd"]])
+    planner = simulated.planner_with_strategies(sim, grid)
+    c_range = tuple(figures["aiq_cost_range"])
+    at = next(p for p in planner.points if p.knob == best["cost_usd"])
+    fig = {
+        "single_pass_fit_gap_pp": sim.single_gap_pp,
+        "aiq": {r.name: metrics.aiq(r.curve(), *c_range) for r in (planner, sc)},
+        "planner_all_strategies_at_best_single_cost": at.to_dict(),
+        "best_uniform_self_consistency": max(
+            (p.to_dict() for p in sc.points), key=lambda d: d["quality"] or 0
+        ),
+        "n_options": len(sim.options),
+    }
+    return [planner, sc], fig

@@ -19,7 +19,9 @@ def plot_quality_cost(report: EvaluationReport, path: str | Path) -> Path:
     for policy in report.policies:
         if policy.kind == "router":
             env = envelope(policy.curve())
-            ax.plot(env.cost, env.quality, marker=".", label=policy.name)
+            style = "-" if policy.realised else ":"
+            label = policy.name if policy.realised else f"{policy.name} (simulated)"
+            ax.plot(env.cost, env.quality, style, marker=".", label=label)
     singles = [p for p in report.policies if p.kind == "single"]
     ax.scatter([p.points[0].cost for p in singles], [p.points[0].quality for p in singles], c="grey", s=14)
     for p in singles:

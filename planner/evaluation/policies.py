@@ -3,15 +3,13 @@
 Each policy maps a `Replay` to operating points (one per value of its knob); a point carries the per-query
 choice, the realised mean quality and cost, and -- for the planner -- what the plan promised.
 
-- `planner_sweep`: the planner's own rule, argmax over options of (predicted quality - lambda x predicted
-  cost), swept over lambda (each point is a Lagrangian solution of the budgeted problem);
-  `planner_at_budget`: the budget-constrained plan from `planner.solve` when it is installed, else the
-  largest-spend lambda point that fits the budget;
+- `planner_sweep`: the planner itself -- for each per-query budget of a sweep, the plan `planner.solve.solve`
+  returns for (predicted quality, predicted cost) under that hard total budget; `planner_at_budget` one plan;
 - `single_models`: every tier on every query;
 - `random_mix`: weak or strong at random with probability p (the RouteLLM random baseline);
 - `threshold_router`: RouteLLM-style strong/weak router -- a classifier (TF-IDF logistic regression)
-  trained on the training split scores P(weak model fails); queries scoring above a threshold go to the
-  strong model;
+  trained on the training split (cross-fitted like the planner's forecaster) scores P(weak model fails);
+  queries scoring above a threshold go to the strong model;
 - `knn_router`: RouterBench-style kNN lambda-router -- per query, each tier's quality and cost are the means
   over its k nearest training queries (TF-IDF cosine; quality smoothed towards the tier's mean by a few
   pseudo-runs so ties at 100% do not decide), then argmax of quality - lambda x cost;
@@ -20,7 +18,7 @@ choice, the realised mean quality and cost, and -- for the planner -- what the p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 
 from planner.evaluation.metrics import Curve
-from planner.evaluation.replay import Replay
+from planner.evaluation.replay import Replay, Split
 
 
 @dataclass(frozen=True)
@@ -91,36 +89,59 @@ def lagrangian_choice(value: np.ndarray, cost: np.ndarray, lam: float) -> np.nda
     return np.where(tied, cost, np.inf).argmin(axis=1)
 
 
-def planner_sweep(replay: Replay, lambdas: np.ndarray | None = None) -> PolicyResult:
+def budget_grid(cost: np.ndarray, value: np.ndarray, n: int = 40, extra: Sequence[float] = ()) -> np.ndarray:
+    """Per-query budgets from the cheapest plan to the best-value plan (predicted), geometric, + `extra`."""
+    rows = np.arange(cost.shape[0])
+    lo = float(cost.min(axis=1).mean())
+    hi = float(cost[rows, lagrangian_choice(value, cost, 0.0)].mean())
+    grid = np.geomspace(max(lo, 1e-15), max(hi, lo * 1.0001, 1e-15), n)
+    grid[0] = lo
+    return np.unique(np.concatenate([grid, np.asarray(extra, float)]))
+
+
+def plan_choice(
+    value: np.ndarray, cost: np.ndarray, budget_per_query: float, time_limit_s: float = 10.0
+) -> tuple[np.ndarray, str]:
+    """The budgeted plan of `planner.solve.solve` (total predicted spend <= budget x n), and the method used.
+
+    A budget below the cheapest plan gets the cheapest plan (the solver would report it infeasible)."""
+    n = value.shape[0]
+    floor = float(cost.min(axis=1).sum())
+    total = max(budget_per_query * n, floor * (1 + 1e-12))
+    try:
+        from planner.solve import Problem, solve
+    except ImportError:
+        return _lagrangian_fit(value, cost, total), "lagrangian-bisection (planner.solve not installed)"
+    solution = solve(Problem(value=value, cost=cost, budget=total), time_limit_s=time_limit_s)
+    return np.asarray(solution.choice, dtype=np.intp), f"planner.solve ({solution.stats.method})"
+
+
+def _lagrangian_fit(value: np.ndarray, cost: np.ndarray, total: float) -> np.ndarray:
+    rows = np.arange(value.shape[0])
+    for lam in lambda_grid(cost, 400):
+        choice = lagrangian_choice(value, cost, lam)
+        if cost[rows, choice].sum() <= total:
+            return choice
+    return np.asarray(cost.argmin(axis=1), dtype=np.intp)
+
+
+def planner_sweep(replay: Replay, budgets: Sequence[float] | np.ndarray | None = None) -> PolicyResult:
+    """The planner's budgeted plans (from its own predictions) over a sweep of per-query budgets."""
     q, c = replay.predicted.quality, replay.predicted.usd
-    grid = lambda_grid(c) if lambdas is None else lambdas
-    points = tuple(_point(replay, float(lam), lagrangian_choice(q, c, lam), promise=True) for lam in grid)
-    return PolicyResult("planner", "router", points, note="lambda sweep over the planner's own predictions")
+    grid = budget_grid(c, q) if budgets is None else np.asarray(budgets, float)
+    points, method = [], ""
+    for budget in grid:
+        choice, method = plan_choice(q, c, float(budget))
+        points.append(_point(replay, float(budget), choice, promise=True))
+    note = f"budget sweep (knob = predicted USD per query), plans by {method}"
+    return PolicyResult("planner", "router", tuple(points), note=note)
 
 
-def planner_at_budget(replay: Replay, budget_per_query: float, time_limit_s: float = 5.0) -> Point:
+def planner_at_budget(replay: Replay, budget_per_query: float) -> Point:
     """The planner's plan under a hard total budget of `budget_per_query` x n (in predicted USD)."""
     q, c = replay.predicted.quality, replay.predicted.usd
-    try:
-        from planner.solve.problem import Problem
-        from planner.solve.solver import solve
-    except ImportError:
-        return _budget_by_bisection(replay, budget_per_query)
-    solution = solve(Problem(value=q, cost=c, budget=budget_per_query * replay.n), time_limit_s=time_limit_s)
-    return _point(replay, budget_per_query, np.asarray(solution.choice, dtype=np.intp), promise=True)
-
-
-def _budget_by_bisection(replay: Replay, budget_per_query: float) -> Point:
-    q, c = replay.predicted.quality, replay.predicted.usd
-    best: np.ndarray | None = None
-    for lam in lambda_grid(c, 400):
-        choice = lagrangian_choice(q, c, lam)
-        if c[np.arange(replay.n), choice].mean() <= budget_per_query:
-            best = choice
-            break
-    if best is None:
-        best = c.argmin(axis=1)
-    return _point(replay, budget_per_query, best, promise=True)
+    choice, _ = plan_choice(q, c, budget_per_query)
+    return _point(replay, budget_per_query, choice, promise=True)
 
 
 def single_models(replay: Replay) -> list[PolicyResult]:
@@ -151,22 +172,51 @@ def _train_matrix(train: pd.DataFrame, tiers: Sequence[str], column: str) -> tup
     return [str(p) for p in prompts], table.to_numpy(float)
 
 
+def cross_fit(
+    replay: Replay,
+    splits: Sequence[Split],
+    fold: np.ndarray,
+    fn: Callable[[pd.DataFrame, list[int]], np.ndarray],
+) -> np.ndarray:
+    """Stitch a per-query estimate made, for each fold, by `fn(train_runs, replay_rows_of_the_fold)`."""
+    parts = {}
+    for f, split in enumerate(splits):
+        rows = [int(i) for i in np.flatnonzero(fold == f)]
+        if rows:
+            parts[f] = (rows, fn(split.train, rows))
+    width = next(iter(parts.values()))[1].shape[1:]
+    out = np.zeros((replay.n, *width))
+    for rows, values in parts.values():
+        out[rows] = values
+    return out
+
+
 def threshold_router(
-    replay: Replay, train: pd.DataFrame, weak: int, strong: int, steps: int = 41
+    replay: Replay,
+    splits: Sequence[Split],
+    fold: np.ndarray,
+    weak: int,
+    strong: int,
+    steps: int = 41,
 ) -> PolicyResult:
-    texts, scores = _train_matrix(train, replay.tiers, "score")
-    ok = ~np.isnan(scores[:, weak])
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    x = vec.fit_transform([t for t, k in zip(texts, ok, strict=True) if k])
-    y = (scores[ok, weak] < 0.5).astype(int)
-    if y.min() == y.max():
-        p_fail = np.full(replay.n, float(y.mean()))
-    else:
+    """RouteLLM-style: a classifier trained on the other folds scores P(weak model fails) per query."""
+    texts = _texts(replay.queries)
+
+    def p_fail(train: pd.DataFrame, rows: list[int]) -> np.ndarray:
+        train_texts, scores = _train_matrix(train, replay.tiers, "score")
+        ok = ~np.isnan(scores[:, weak])
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        x = vec.fit_transform([t for t, k in zip(train_texts, ok, strict=True) if k])
+        y = (scores[ok, weak] < 0.5).astype(int)
+        if y.min() == y.max():
+            return np.full(len(rows), float(y.mean()))
         clf = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
-        p_fail = clf.predict_proba(vec.transform(_texts(replay.queries)))[:, 1]
-    thresholds = np.concatenate([[np.inf], np.quantile(p_fail, np.linspace(1, 0, steps)), [-np.inf]])
+        return np.asarray(clf.predict_proba(vec.transform([texts[i] for i in rows]))[:, 1])
+
+    score = cross_fit(replay, splits, fold, p_fail)
+    thresholds = np.concatenate([[np.inf], np.quantile(score, np.linspace(1, 0, steps)), [-np.inf]])
     points = tuple(
-        _point(replay, float(t), np.where(p_fail >= t, strong, weak).astype(np.intp)) for t in thresholds
+        _point(replay, float(t), np.where(score >= t, strong, weak).astype(np.intp)) for t in thresholds
     )
     note = f"weak {replay.tiers[weak]}, strong {replay.tiers[strong]}; TF-IDF logistic P(weak fails)"
     return PolicyResult("threshold_router", "router", points, note=note)
@@ -174,21 +224,31 @@ def threshold_router(
 
 def knn_router(
     replay: Replay,
-    train: pd.DataFrame,
+    splits: Sequence[Split],
+    fold: np.ndarray,
     k: int = 25,
     smoothing: float = 5.0,
     lambdas: np.ndarray | None = None,
 ) -> PolicyResult:
-    texts, scores = _train_matrix(train, replay.tiers, "score")
-    _, costs = _train_costs(replay, train)
-    col_mean = np.nanmean(scores, axis=0)
-    scores = np.where(np.isnan(scores), col_mean[None, :], scores)
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    x = vec.fit_transform(texts)
-    nn = NearestNeighbors(n_neighbors=min(k, len(texts)), metric="cosine").fit(x)
-    _, idx = nn.kneighbors(vec.transform(_texts(replay.queries)))
-    q_hat = (scores[idx].sum(axis=1) + smoothing * col_mean[None, :]) / (idx.shape[1] + smoothing)
-    c_hat = costs[idx].mean(axis=1)
+    """RouterBench-style: each tier's quality and cost averaged over the k nearest training queries, then
+    argmax of quality - lambda x cost, swept over lambda."""
+    texts = _texts(replay.queries)
+    n_tiers = len(replay.tiers)
+
+    def estimate(train: pd.DataFrame, rows: list[int]) -> np.ndarray:
+        train_texts, scores = _train_matrix(train, replay.tiers, "score")
+        _, costs = _train_costs(replay, train)
+        col_mean = np.nanmean(scores, axis=0)
+        scores = np.where(np.isnan(scores), col_mean[None, :], scores)
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        x = vec.fit_transform(train_texts)
+        nn = NearestNeighbors(n_neighbors=min(k, len(train_texts)), metric="cosine").fit(x)
+        _, idx = nn.kneighbors(vec.transform([texts[i] for i in rows]))
+        q_hat = (scores[idx].sum(axis=1) + smoothing * col_mean[None, :]) / (idx.shape[1] + smoothing)
+        return np.concatenate([q_hat, costs[idx].mean(axis=1)], axis=1)
+
+    both = cross_fit(replay, splits, fold, estimate)
+    q_hat, c_hat = both[:, :n_tiers], both[:, n_tiers:]
     grid = lambda_grid(c_hat) if lambdas is None else lambdas
     points = tuple(_point(replay, float(lam), lagrangian_choice(q_hat, c_hat, lam)) for lam in grid)
     return PolicyResult(
@@ -202,8 +262,8 @@ def knn_router(
 def _train_costs(replay: Replay, train: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Realised cost of every replay option on the training queries (same cost model, recorded tokens)."""
     texts, out_tokens = _train_matrix(train, replay.tiers, "output_tokens")
-    fill = np.nanmedian(out_tokens, axis=0)
-    fill = np.where(np.isnan(fill), 0.0, fill)
+    with np.errstate(all="ignore"):
+        fill = np.nanmedian(np.where(np.isnan(out_tokens).all(axis=0)[None, :], 0.0, out_tokens), axis=0)
     out_tokens = np.where(np.isnan(out_tokens), fill[None, :], out_tokens)
     inp = train.drop_duplicates("query_id").set_index("query_id")["input_tokens"]
     ids = train.groupby(["query_id", "tier"]).size().unstack("tier").index

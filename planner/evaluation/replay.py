@@ -10,23 +10,27 @@ have no realised outcome, so they are left out of the realised figures rather th
   at random);
 - realised cost = the one cost model (`OptionSet.metrics`) at the recorded input and output tokens;
 - predicted quality and cost = the forecaster's forecast priced by the same `OptionSet`.
+
+With cross-fitting (`query_folds` with k folds and `CrossFitForecaster`) every query is held out once: its
+forecast comes from the forecaster trained on the other folds, so the replay covers all queries out of fold
+(k-fold cross-fitting; a smaller sampling error on the realised means than one 30% split).
 Tiers missing outcomes on more than `max_missing` of the held-out queries are dropped; queries still missing
 an outcome are dropped too (both reported in `Replay.notes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from models.api import Forecaster, Query
+from models.api import Forecast, Forecaster, Query
 from models.data import queries_from_frame
 from planner.catalog import Catalog, StrategyKind
 from planner.errors import FailedPreconditionError
-from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn
+from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn, lognormal_mean
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,67 @@ def split_queries(runs: pd.DataFrame, test_fraction: float = 0.3, seed: int = 0)
     return Split(runs[~is_test].reset_index(drop=True), runs[is_test].reset_index(drop=True))
 
 
+def query_folds(runs: pd.DataFrame, folds: int, seed: int = 0, test_fraction: float = 0.3) -> list[Split]:
+    """Query-level splits for cross-fitting: `folds` disjoint held-out parts covering every query (each
+    trained on the other parts); `folds == 1`: one seeded split holding out `test_fraction` of the queries."""
+    if folds < 1:
+        raise ValueError(f"folds {folds} must be >= 1")
+    if folds == 1:
+        return [split_queries(runs, test_fraction, seed)]
+    ids = np.array(sorted(runs["query_id"].astype(str).unique()))
+    if folds > len(ids):
+        raise ValueError(f"folds {folds} exceeds the {len(ids)} queries")
+    part = np.random.default_rng(seed).permutation(len(ids)) % folds
+    qid = runs["query_id"].astype(str)
+    out = []
+    for f in range(folds):
+        is_test = qid.isin(set(ids[part == f]))
+        out.append(Split(runs[~is_test].reset_index(drop=True), runs[is_test].reset_index(drop=True)))
+    return out
+
+
+@dataclass(frozen=True)
+class CrossFitForecaster:
+    """Out-of-fold forecasts: each query is forecast by the forecaster trained without its fold.
+
+    `tiers` are the tiers every fold's forecaster knows (in the first one's order)."""
+
+    fold_of: dict[str, int]
+    forecasters: tuple[Forecaster, ...]
+
+    @classmethod
+    def fit(
+        cls, splits: Sequence[Split], factory: Callable[[pd.DataFrame], Forecaster]
+    ) -> CrossFitForecaster:
+        fold_of = {str(q): f for f, s in enumerate(splits) for q in s.test["query_id"].unique()}
+        return cls(fold_of, tuple(factory(s.train) for s in splits))
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        common = set.intersection(*(set(f.tiers) for f in self.forecasters))
+        return tuple(t for t in self.forecasters[0].tiers if t in common)
+
+    def forecast(self, queries: Sequence[Query]) -> Forecast:
+        tiers = self.tiers
+        n, k = len(queries), len(tiers)
+        arrays = {name: np.zeros((n, k)) for name in ("p_correct", "output_tokens_p50", "output_tokens_p90")}
+        inp = np.zeros(n)
+        fold = np.array([self.fold_of[q.query_id] for q in queries], dtype=np.intp)
+        for f, model in enumerate(self.forecasters):
+            rows = np.flatnonzero(fold == f)
+            if not len(rows):
+                continue
+            fc = model.forecast([queries[int(i)] for i in rows])
+            cols = [fc.tiers.index(t) for t in tiers]
+            for name, arr in arrays.items():
+                arr[rows] = getattr(fc, name)[:, cols]
+            inp[rows] = fc.input_tokens
+        return Forecast(tiers, input_tokens=inp, **arrays)
+
+    def __str__(self) -> str:
+        return f"{type(self.forecasters[0]).__name__} x {len(self.forecasters)} folds"
+
+
 @dataclass(frozen=True)
 class Replay:
     """Held-out queries x replay options: realised and predicted quality and cost (all (n, k) arrays)."""
@@ -59,6 +124,10 @@ class Replay:
     realised_cost: np.ndarray
     predicted: OptionArrays
     notes: tuple[str, ...]
+    forecast: Forecast
+    """The (out-of-fold) forecast of the replay queries, in replay query order."""
+    realised_output_tokens: np.ndarray
+    """Recorded output tokens of each (query, replay option)'s single pass (tier median where unrecorded)."""
 
     @property
     def n(self) -> int:
@@ -132,21 +201,54 @@ def build_replay(
     queries = [q for q in queries_from_frame(plain) if q.query_id in set(ids)]
     order = {q.query_id: q for q in queries}
     queries = [order[i] for i in ids]
-    fill = np.nanmedian(out_tokens, axis=0)
-    out_tokens = np.where(np.isnan(out_tokens), fill[None, :], out_tokens)
-
     options = _cheapest_target_options(catalog, cost_model, forecaster.tiers, keep_tiers, single, quality_fn)
     col_of_tier = [list(options.forecast_tiers).index(o.tier) for o in options.options]
     assert [options.forecast_tiers[c] for c in col_of_tier] == keep_tiers
+    forecast = forecaster.forecast(queries)
+    predicted = options.price(forecast)
+    out_tokens = _fill_tokens(out_tokens, forecast, keep_tiers, notes)
     inp = np.array([q.input_tokens for q in queries], float)
     cost = options.metrics(inp, out_tokens)["usd"]
-    predicted = options.price(forecaster.forecast(queries))
     notes.append(
         "replay options: single-pass strategy only (no recorded outcomes for other strategies), "
         "each tier on its cheapest feasible target: "
         + ", ".join(f"{o.tier}@{o.target}" for o in options.options)
     )
-    return Replay(tuple(queries), options, tuple(keep_tiers), quality, cost, predicted, tuple(notes))
+    return Replay(
+        tuple(queries),
+        options,
+        tuple(keep_tiers),
+        quality,
+        cost,
+        predicted,
+        tuple(notes),
+        forecast,
+        out_tokens,
+    )
+
+
+def _fill_tokens(
+    out_tokens: np.ndarray, forecast: Forecast, tiers: Sequence[str], notes: list[str]
+) -> np.ndarray:
+    """Unrecorded output lengths: the tier's median recorded length, else the forecast's mean (noted)."""
+    missing = np.isnan(out_tokens)
+    if not missing.any():
+        return out_tokens
+    with np.errstate(all="ignore"):
+        fill = np.nanmedian(np.where(missing.all(axis=0)[None, :], 0.0, out_tokens), axis=0)
+    out = np.where(missing, fill[None, :], out_tokens)
+    none = missing.all(axis=0)
+    if none.any():
+        cols = [forecast.tiers.index(t) for t in tiers]
+        mean = lognormal_mean(forecast.output_tokens_p50[:, cols], forecast.output_tokens_p90[:, cols])
+        out = np.where(none[None, :], mean, out)
+        notes.append(
+            f"no recorded output tokens for {[t for t, m in zip(tiers, none, strict=True) if m]}: their "
+            "realised cost is priced at the forecast tokens (so realised spend = predicted spend there)"
+        )
+    if (missing & ~none[None, :]).any():
+        notes.append(f"{int((missing & ~none[None, :]).sum())} outcomes without output tokens: tier median")
+    return out
 
 
 def _cheapest_target_options(
