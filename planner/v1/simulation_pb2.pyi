@@ -669,22 +669,42 @@ class ForecastRequest(_message.Message):
     HORIZON_DAYS_FIELD_NUMBER: _builtins.int
     INTERVAL_LEVEL_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SYNTHETIC_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    BACKTEST_FOLDS_FIELD_NUMBER: _builtins.int
+    REPRICE_FIELD_NUMBER: _builtins.int
     horizon_days: _builtins.int
     """Days ahead to forecast (1..366)."""
     interval_level: _builtins.float
     """Prediction interval level (0 = 0.9)."""
     tenant: _builtins.str
     """Tenant (empty = all tenants together)."""
+    model: _builtins.str
+    """Forecast model: "auto" (empty), "ets", "holt", "sarimax", "seasonal_naive" or "naive"."""
+    synthetic: _builtins.bool
+    """Forecast a seeded synthetic daily history instead of the store's runs (demo)."""
+    seed: _builtins.int
+    """Seed of the synthetic history."""
+    backtest_folds: _builtins.int
+    """Rolling-origin backtest folds (0 = server default 8)."""
+    reprice: _builtins.bool
+    """Price every stored run at the active catalog's unit costs, ignoring recorded cost_usd."""
     def __init__(
         self,
         *,
         horizon_days: _builtins.int = ...,
         interval_level: _builtins.float = ...,
         tenant: _builtins.str = ...,
+        model: _builtins.str = ...,
+        synthetic: _builtins.bool = ...,
+        seed: _builtins.int = ...,
+        backtest_folds: _builtins.int = ...,
+        reprice: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["horizon_days", b"horizon_days", "interval_level", b"interval_level", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_folds", b"backtest_folds", "horizon_days", b"horizon_days", "interval_level", b"interval_level", "model", b"model", "reprice", b"reprice", "seed", b"seed", "synthetic", b"synthetic", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -737,6 +757,9 @@ class BacktestMetrics(_message.Message):
     MAPE_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
     BASELINE_MAE_FIELD_NUMBER: _builtins.int
+    BASELINE_MAPE_FIELD_NUMBER: _builtins.int
+    BASELINE_COVERAGE_FIELD_NUMBER: _builtins.int
+    HORIZON_DAYS_FIELD_NUMBER: _builtins.int
     folds: _builtins.int
     """Folds evaluated."""
     mae: _builtins.float
@@ -747,6 +770,12 @@ class BacktestMetrics(_message.Message):
     """Fraction of actual days inside the prediction interval."""
     baseline_mae: _builtins.float
     """MAE of the seasonal-naive baseline on the same folds."""
+    baseline_mape: _builtins.float
+    """MAPE of the seasonal-naive baseline on the same folds."""
+    baseline_coverage: _builtins.float
+    """Interval coverage of the seasonal-naive baseline (empirical-quantile intervals) on the same folds."""
+    horizon_days: _builtins.int
+    """Days forecast at each origin."""
     def __init__(
         self,
         *,
@@ -755,10 +784,13 @@ class BacktestMetrics(_message.Message):
         mape: _builtins.float = ...,
         coverage: _builtins.float = ...,
         baseline_mae: _builtins.float = ...,
+        baseline_mape: _builtins.float = ...,
+        baseline_coverage: _builtins.float = ...,
+        horizon_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_mae", b"baseline_mae", "coverage", b"coverage", "folds", b"folds", "mae", b"mae", "mape", b"mape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_coverage", b"baseline_coverage", "baseline_mae", b"baseline_mae", "baseline_mape", b"baseline_mape", "coverage", b"coverage", "folds", b"folds", "horizon_days", b"horizon_days", "mae", b"mae", "mape", b"mape"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -773,8 +805,20 @@ class ForecastResponse(_message.Message):
     POINTS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     BACKTEST_FIELD_NUMBER: _builtins.int
+    HISTORY_DAYS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SKIPPED_RUNS_FIELD_NUMBER: _builtins.int
+    INTERVAL_LEVEL_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model used, e.g. "ets"."""
+    history_days: _builtins.int
+    """Days of history the forecast was fitted on."""
+    source: _builtins.str
+    """Where the history came from ("runs" or "synthetic(seed=...)")."""
+    skipped_runs: _builtins.int
+    """Stored runs left out of the history (no timestamp, or a tier the catalog cannot price)."""
+    interval_level: _builtins.float
+    """Interval level of the points and of the backtest coverage."""
     @_builtins.property
     def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ForecastPoint]:
         """One point per day."""
@@ -789,10 +833,14 @@ class ForecastResponse(_message.Message):
         points: _abc.Iterable[Global___ForecastPoint] | None = ...,
         model: _builtins.str = ...,
         backtest: Global___BacktestMetrics | None = ...,
+        history_days: _builtins.int = ...,
+        source: _builtins.str = ...,
+        skipped_runs: _builtins.int = ...,
+        interval_level: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest", "model", b"model", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest", "history_days", b"history_days", "interval_level", b"interval_level", "model", b"model", "points", b"points", "skipped_runs", b"skipped_runs", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
