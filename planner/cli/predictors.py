@@ -1,3 +1,243 @@
-"""CLI commands: predictors (filled in by its owner)."""
+"""CLI: `planner train` (train a predictor on stored runs, with a progress bar) and
+`planner predictors list|promote|rollback|evaluate` (the registry). Every command takes `--json` and then
+prints exactly one JSON object. These act on the store directly: a running server picks up a promotion made
+here at its next start; use the `PromotePredictor` RPC to hot-swap a running server."""
 
-from planner.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from planner.cli.app import app
+from planner.cli.runs import database_url
+from planner.errors import PlannerError
+from planner.predictors import (
+    EvaluationMetrics,
+    TrainConfig,
+    TrainProgress,
+    evaluate_version,
+    list_versions,
+    promote_version,
+    rollback_version,
+    train_predictor,
+)
+from planner.store import Database, PredictorVersion
+
+predictors_app = typer.Typer(
+    help="Predictor registry: list, promote, roll back, evaluate.", no_args_is_help=True
+)
+app.add_typer(predictors_app, name="predictors")
+
+UrlOption = Annotated[
+    str | None, typer.Option("--database-url", help="Store URL (default: PLANNER_DATABASE_URL).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")]
+
+
+def _fail(exc: PlannerError, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    else:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(code=2)
+
+
+def _open(url: str | None) -> tuple[Database, dict[str, str]]:
+    """The store and the active catalog's run-name -> tier map."""
+    from planner.server import initial_catalog
+    from planner.settings import load_settings
+
+    db = Database(database_url(url))
+    catalog, _ = initial_catalog(load_settings(), db)
+    return db, catalog.run_name_map()
+
+
+def version_dict(v: PredictorVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "kind": v.kind,
+        "status": v.status.value,
+        "active": v.active,
+        "task": v.meta.get("task", ""),
+        "tiers": list(v.meta.get("tiers", [])),
+        "train_runs": v.meta.get("train_runs", 0),
+        "config": v.meta.get("config", {}),
+        "created_at": v.created_at.isoformat() if v.created_at else None,
+        "promoted_at": v.promoted_at.isoformat() if v.promoted_at else None,
+        "metrics": dict(v.metrics),
+    }
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--param expects NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+@app.command("train")
+def train_command(
+    task: Annotated[str, typer.Option("--task", help="Train on this task's runs (default: all).")] = "",
+    kind: Annotated[str, typer.Option("--kind", help="difficulty | prior (default: difficulty).")] = "",
+    holdout: Annotated[float, typer.Option("--holdout", help="Held-out query fraction (0 = 0.3).")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Hyper-parameter NAME=VALUE.")] = None,
+    promote_if_better: Annotated[
+        bool, typer.Option("--promote-if-better", help="Promote if its held-out Brier beats the active one.")
+    ] = False,
+    database_url_: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a predictor on stored runs, evaluate it on held-out queries and store it (as a candidate)."""
+    try:
+        config = TrainConfig.create(kind, task, holdout, seed, _params(param or []))
+        db, names = _open(database_url_)
+        if as_json:
+            result = train_predictor(db, config, names, promote_if_better=promote_if_better)
+        else:
+            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=Console(stderr=True)) as bar:
+                job = bar.add_task("training", total=1.0)
+
+                def update(p: TrainProgress) -> None:
+                    bar.update(job, completed=p.fraction, description=f"{p.stage.value}: {p.message}")
+
+                result = train_predictor(
+                    db, config, names, progress=update, promote_if_better=promote_if_better
+                )
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    out = {**version_dict(result.version), "promoted": result.promoted, "reused": result.reused}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    m = result.metrics
+    state = "already stored" if result.reused else "stored"
+    Console().print(
+        f"{state} {result.version.version} ({result.version.kind}); held-out Brier {_fmt(m.brier)} "
+        f"(prior {_fmt(m.baseline_brier)}), AUC {_fmt(m.auc)}, ECE {_fmt(m.ece)}"
+        + ("; promoted" if result.promoted else "")
+    )
+
+
+@predictors_app.command("list")
+def list_command(
+    task: Annotated[str, typer.Option("--task", help="Only versions trained on this task.")] = "",
+    database_url_: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored predictor versions, newest first."""
+    try:
+        versions, active = list_versions(Database(database_url(database_url_)), task)
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps({"active_version": active, "predictors": [version_dict(v) for v in versions]}))
+        return
+    table = Table("version", "kind", "status", "task", "train runs", "brier", "auc", "ece", "created")
+    for v in versions:
+        m = v.metrics
+        created = v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-"
+        table.add_row(
+            v.version,
+            v.kind,
+            v.status.value,
+            str(v.meta.get("task", "")) or "<all>",
+            str(v.meta.get("train_runs", "")),
+            _fmt(m.get("brier")),
+            _fmt(m.get("auc")),
+            _fmt(m.get("ece")),
+            created,
+        )
+    Console().print(table)
+
+
+@predictors_app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="Version to make active.")],
+    database_url_: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a stored version the active predictor."""
+    try:
+        now, previous = promote_version(Database(database_url(database_url_)), version)
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps({"predictor": version_dict(now), "previous_version": previous}))
+        return
+    Console().print(f"promoted {now.version}" + (f" (was {previous})" if previous else ""))
+
+
+@predictors_app.command("rollback")
+def rollback_command(database_url_: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Re-activate the version that was active before the current one."""
+    try:
+        now, rolled_back = rollback_version(Database(database_url(database_url_)))
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps({"predictor": version_dict(now), "rolled_back_version": rolled_back}))
+        return
+    Console().print(f"rolled back {rolled_back or '<none>'}; active: {now.version}")
+
+
+@predictors_app.command("evaluate")
+def evaluate_command(
+    version: Annotated[str, typer.Argument(help="Version (default: the active one).")] = "",
+    task: Annotated[str, typer.Option("--task", help="Evaluate on this task (default: training task).")] = "",
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Held-out fraction (0 = training split).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    database_url_: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Held-out metrics of a stored version, per tier and overall."""
+    try:
+        db, names = _open(database_url_)
+        ev = evaluate_version(db, version, task=task, holdout_fraction=holdout, seed=seed, run_name_map=names)
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        out = {
+            "version": ev.version,
+            "runs": ev.runs,
+            "notes": list(ev.notes),
+            "metrics": ev.metrics.to_dict(),
+        }
+        typer.echo(json.dumps(out))
+        return
+    _print_metrics(ev.version, ev.metrics, ev.notes)
+
+
+def _print_metrics(version: str, m: EvaluationMetrics, notes: tuple[str, ...]) -> None:
+    console = Console()
+    console.print(
+        f"{version}: {m.n:,} held-out runs; Brier {_fmt(m.brier)} (prior {_fmt(m.baseline_brier)}), "
+        f"log loss {_fmt(m.log_loss)}, AUC {_fmt(m.auc)}, ECE {_fmt(m.ece)}, "
+        f"token p50 MAPE {_fmt(m.token_mape)}, p90 coverage {_fmt(m.token_p90_coverage)}"
+    )
+    table = Table("tier", "runs", "base rate", "brier", "auc", "ece")
+    for t in m.per_tier:
+        table.add_row(t.tier, f"{t.n:,}", _fmt(t.base_rate), _fmt(t.brier), _fmt(t.auc), _fmt(t.ece))
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}")
