@@ -20,7 +20,7 @@ def _jobs(arrival: np.ndarray, work: np.ndarray, slots: int = 1, rounds: int = 1
 
 def _run(
     cfg: PoolConfig, service: ConstService, jobs: Jobs, block: int = 65_536
-) -> tuple[Completions, object]:
+) -> tuple[Completions, PoolStats]:
     blocks: list[Completions] = []
     engine = PoolEngine(cfg, service, blocks.append, block=block)
     engine.feed(jobs)

@@ -12,28 +12,10 @@ import pytest
 from planner.catalog import load_catalog
 from planner.errors import InvalidArgumentError
 from simulator.run import prepare, simulate
-from simulator.scenario import Scenario, scenario_from_dict
+from simulator.scenario import scenario_from_dict
+from tests.simulator.scenarios import H100, TIER, small
 
-H100 = "H100-SXM5-80GB"
-TIER = "llama-3.1-8b"
-
-
-def _scenario(**over: Any) -> Scenario:
-    base: dict[str, Any] = {
-        "name": "t",
-        "seed": 3,
-        "workload": {
-            "kind": "poisson",
-            "rate_per_s": 4.0,
-            "duration_s": 300.0,
-            "tasks": {"chat": 0.75, "hard": 0.25},
-        },
-        "slo": {"ttft_s": 2.0, "e2e_s": 60.0},
-        "fleet": [{"target": H100, "count": 2}],
-        "routes": [{"tier": TIER, "target": H100}],
-    }
-    base.update(over)
-    return scenario_from_dict(base)
+_scenario = small
 
 
 def test_baseline_books_balance_and_are_deterministic() -> None:

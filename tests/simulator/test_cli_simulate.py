@@ -1,0 +1,40 @@
+"""`planner simulate`: one JSON object with --json, a report folder, clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from planner.cli import app
+from tests.simulator.scenarios import SMALL_TOML
+
+runner = CliRunner()
+
+
+def test_simulate_two_scenarios_json_and_report(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(SMALL_TOML.format(name="single", strategy="single"))
+    b.write_text(SMALL_TOML.format(name="vote5", strategy="vote5"))
+    res = runner.invoke(app, ["simulate", str(a), str(b), "--report", str(tmp_path / "rep"), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert [s["scenario"] for s in payload["scenarios"]] == ["single", "vote5"]
+    assert payload["scenarios"][0]["replicates"] == 2
+    assert Path(payload["report"]).is_file()
+    single, vote = (s["metrics"]["output_tokens_per_s"]["mean"] for s in payload["scenarios"])
+    assert vote > single
+
+
+def test_simulate_table_and_errors(tmp_path: Path) -> None:
+    a = tmp_path / "a.toml"
+    a.write_text(SMALL_TOML.format(name="x", strategy="single"))
+    res = runner.invoke(app, ["simulate", str(a), "--replicates", "1"])
+    assert res.exit_code == 0 and "SLO attainment" in res.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL_TOML.format(name="x", strategy="no-such-strategy"))
+    res = runner.invoke(app, ["simulate", str(bad), "--json"])
+    assert res.exit_code == 2
+    err = json.loads(res.stdout)
+    assert err["error"] == "InvalidArgumentError" and "routes" in err["message"]
