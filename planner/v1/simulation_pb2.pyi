@@ -224,6 +224,7 @@ class Policy(_message.Message):
 
     PLANNER_FIELD_NUMBER: _builtins.int
     FIXED_OPTION_FIELD_NUMBER: _builtins.int
+    FIXED_MIX_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def planner(self) -> Global___PlannerPolicy:
         """Route with the planner."""
@@ -232,21 +233,86 @@ class Policy(_message.Message):
     def fixed_option(self) -> _common_pb2.OptionRef:
         """Send every request to one fixed option (a baseline)."""
 
+    @_builtins.property
+    def fixed_mix(self) -> Global___FixedMix:
+        """Split requests over several fixed options by weight, per task (e.g. 30% to an LPU-style target)."""
+
     def __init__(
         self,
         *,
         planner: Global___PlannerPolicy | None = ...,
         fixed_option: _common_pb2.OptionRef | None = ...,
+        fixed_mix: Global___FixedMix | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fixed_option", b"fixed_option", "kind", b"kind", "planner", b"planner"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fixed_mix", b"fixed_mix", "fixed_option", b"fixed_option", "kind", b"kind", "planner", b"planner"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed_option", b"fixed_option", "kind", b"kind", "planner", b"planner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed_mix", b"fixed_mix", "fixed_option", b"fixed_option", "kind", b"kind", "planner", b"planner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["planner", "fixed_option"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["planner", "fixed_option", "fixed_mix"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class RouteShare(_message.Message):
+    """One option of a fixed mix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPTION_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    weight: _builtins.float
+    """Relative weight among the routes of the same task (> 0)."""
+    task: _builtins.str
+    """Task the route applies to ("" or "*" = any task without routes of its own)."""
+    region: _builtins.str
+    """Region the option runs in ("" = the target's catalog region)."""
+    @_builtins.property
+    def option(self) -> _common_pb2.OptionRef:
+        """The option."""
+
+    def __init__(
+        self,
+        *,
+        option: _common_pb2.OptionRef | None = ...,
+        weight: _builtins.float = ...,
+        task: _builtins.str = ...,
+        region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["option", b"option"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["option", b"option", "region", b"region", "task", b"task", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteShare: _TypeAlias = RouteShare  # noqa: Y015
+
+@_typing.final
+class FixedMix(_message.Message):
+    """A fixed allocation policy: a weighted mix of options per task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteShare]:
+        """Routes (at least one)."""
+
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___RouteShare] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FixedMix: _TypeAlias = FixedMix  # noqa: Y015
 
 @_typing.final
 class TargetCount(_message.Message):
@@ -256,19 +322,27 @@ class TargetCount(_message.Message):
 
     TARGET_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
     target: _builtins.str
     """Target name."""
     count: _builtins.int
     """Number of devices."""
+    region: _builtins.str
+    """Region of these devices ("" = the target's catalog region)."""
+    tier: _builtins.str
+    """Tier these devices serve ("" = shared among the tiers routed to the target, by demand)."""
     def __init__(
         self,
         *,
         target: _builtins.str = ...,
         count: _builtins.int = ...,
+        region: _builtins.str = ...,
+        tier: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "region", b"region", "target", b"target", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,12 +385,21 @@ class Scenario(_message.Message):
     HORIZON_FIELD_NUMBER: _builtins.int
     REPLICATES_FIELD_NUMBER: _builtins.int
     INTERVAL_LEVEL_FIELD_NUMBER: _builtins.int
+    SLO_TTFT_S_FIELD_NUMBER: _builtins.int
+    SLO_E2E_S_FIELD_NUMBER: _builtins.int
+    MAX_QUEUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Free-text name, echoed in the projection."""
     replicates: _builtins.int
     """Independent replicates (different seeds) for confidence intervals (0 = server default)."""
     interval_level: _builtins.float
     """Confidence level of the intervals (0 = 0.95)."""
+    slo_ttft_s: _builtins.float
+    """Per-request time-to-first-token bound for SLO attainment, seconds (0 = the planner policy's SLO or none)."""
+    slo_e2e_s: _builtins.float
+    """Per-request end-to-end bound for SLO attainment, seconds (0 = the planner policy's SLO or none)."""
+    max_queue: _builtins.int
+    """Admission control: waiting requests per replica pool beyond which arrivals are rejected (0 = unlimited)."""
     @_builtins.property
     def workload(self) -> Global___Workload:
         """Requests."""
@@ -343,10 +426,13 @@ class Scenario(_message.Message):
         horizon: _duration_pb2.Duration | None = ...,
         replicates: _builtins.int = ...,
         interval_level: _builtins.float = ...,
+        slo_ttft_s: _builtins.float = ...,
+        slo_e2e_s: _builtins.float = ...,
+        max_queue: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fleet", b"fleet", "horizon", b"horizon", "policy", b"policy", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fleet", b"fleet", "horizon", b"horizon", "interval_level", b"interval_level", "name", b"name", "policy", b"policy", "replicates", b"replicates", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fleet", b"fleet", "horizon", b"horizon", "interval_level", b"interval_level", "max_queue", b"max_queue", "name", b"name", "policy", b"policy", "replicates", b"replicates", "slo_e2e_s", b"slo_e2e_s", "slo_ttft_s", b"slo_ttft_s", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -532,6 +618,26 @@ class Projection(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Co2ByRegionKgEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SCENARIO_FIELD_NUMBER: _builtins.int
     REQUESTS_FIELD_NUMBER: _builtins.int
     SPEND_USD_FIELD_NUMBER: _builtins.int
@@ -547,6 +653,13 @@ class Projection(_message.Message):
     CO2_KG_FIELD_NUMBER: _builtins.int
     EXPECTED_QUALITY_FIELD_NUMBER: _builtins.int
     REPLICATES_FIELD_NUMBER: _builtins.int
+    THROUGHPUT_RPS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    SPEND_PER_HOUR_USD_FIELD_NUMBER: _builtins.int
+    ENERGY_PER_HOUR_KWH_FIELD_NUMBER: _builtins.int
+    CO2_BY_REGION_KG_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     scenario: _builtins.str
     """Scenario name."""
     requests: _builtins.float
@@ -601,6 +714,34 @@ class Projection(_message.Message):
     def expected_quality(self) -> _common_pb2.Interval:
         """Mean expected quality per request."""
 
+    @_builtins.property
+    def throughput_rps(self) -> _common_pb2.Interval:
+        """Completed requests per second."""
+
+    @_builtins.property
+    def output_tokens_per_s(self) -> _common_pb2.Interval:
+        """Generated tokens per second (all samples of test-time strategies)."""
+
+    @_builtins.property
+    def rejected(self) -> _common_pb2.Interval:
+        """Requests rejected by admission control."""
+
+    @_builtins.property
+    def spend_per_hour_usd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Spend per simulated hour, USD (mean over replicates)."""
+
+    @_builtins.property
+    def energy_per_hour_kwh(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Facility energy per simulated hour, kWh (mean over replicates)."""
+
+    @_builtins.property
+    def co2_by_region_kg(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Emissions by grid region, kg CO2e (mean over replicates)."""
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Assumptions and provenance (grid intensity sources, estimates)."""
+
     def __init__(
         self,
         *,
@@ -619,10 +760,17 @@ class Projection(_message.Message):
         co2_kg: _common_pb2.Interval | None = ...,
         expected_quality: _common_pb2.Interval | None = ...,
         replicates: _builtins.int = ...,
+        throughput_rps: _common_pb2.Interval | None = ...,
+        output_tokens_per_s: _common_pb2.Interval | None = ...,
+        rejected: _common_pb2.Interval | None = ...,
+        spend_per_hour_usd: _abc.Iterable[_builtins.float] | None = ...,
+        energy_per_hour_kwh: _abc.Iterable[_builtins.float] | None = ...,
+        co2_by_region_kg: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["co2_kg", b"co2_kg", "e2e_s", b"e2e_s", "energy_kwh", b"energy_kwh", "expected_quality", b"expected_quality", "slo_attainment", b"slo_attainment", "spend_usd", b"spend_usd", "tbt_s", b"tbt_s", "ttft_s", b"ttft_s"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["co2_kg", b"co2_kg", "e2e_s", b"e2e_s", "energy_kwh", b"energy_kwh", "expected_quality", b"expected_quality", "output_tokens_per_s", b"output_tokens_per_s", "rejected", b"rejected", "slo_attainment", b"slo_attainment", "spend_usd", b"spend_usd", "tbt_s", b"tbt_s", "throughput_rps", b"throughput_rps", "ttft_s", b"ttft_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["co2_kg", b"co2_kg", "e2e_s", b"e2e_s", "energy_kwh", b"energy_kwh", "expected_quality", b"expected_quality", "replicates", b"replicates", "requests", b"requests", "scenario", b"scenario", "slo_attainment", b"slo_attainment", "spend_by_target_usd", b"spend_by_target_usd", "spend_by_tenant_usd", b"spend_by_tenant_usd", "spend_by_tier_usd", b"spend_by_tier_usd", "spend_usd", b"spend_usd", "tbt_s", b"tbt_s", "ttft_s", b"ttft_s", "utilisation", b"utilisation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["co2_by_region_kg", b"co2_by_region_kg", "co2_kg", b"co2_kg", "e2e_s", b"e2e_s", "energy_kwh", b"energy_kwh", "energy_per_hour_kwh", b"energy_per_hour_kwh", "expected_quality", b"expected_quality", "notes", b"notes", "output_tokens_per_s", b"output_tokens_per_s", "rejected", b"rejected", "replicates", b"replicates", "requests", b"requests", "scenario", b"scenario", "slo_attainment", b"slo_attainment", "spend_by_target_usd", b"spend_by_target_usd", "spend_by_tenant_usd", b"spend_by_tenant_usd", "spend_by_tier_usd", b"spend_by_tier_usd", "spend_per_hour_usd", b"spend_per_hour_usd", "spend_usd", b"spend_usd", "tbt_s", b"tbt_s", "throughput_rps", b"throughput_rps", "ttft_s", b"ttft_s", "utilisation", b"utilisation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
