@@ -10,6 +10,7 @@ import functools
 import math
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
@@ -90,6 +91,15 @@ def progress_message(p: TrainProgress) -> pb.TrainPredictorResponse:
     return pb.TrainPredictorResponse(stage=STAGES[p.stage], fraction=fraction, message=p.message)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A training job running on a worker thread, its progress queue and its cancel flag."""
+
+    future: asyncio.Future[TrainResult]
+    queue: asyncio.Queue[TrainProgress]
+    cancel: threading.Event
+
+
 class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -115,13 +125,22 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
             yield pb.TrainPredictorResponse(
                 stage=pb.TRAIN_STAGE_LOADING, message="queued behind another training job"
             )
-        async with self._train_lock:
-            async for message in self._train(db, config, request.promote_if_better):
-                yield message
+        await self._train_lock.acquire()
+        try:
+            job = self._start(db, config, request.promote_if_better)
+        except BaseException:
+            self._train_lock.release()
+            raise
+        job.future.add_done_callback(self._job_ended)  # the lock is held until the worker thread ends
+        async for message in self._stream(job):
+            yield message
 
-    async def _train(
-        self, db: Database, config: TrainConfig, promote_if_better: bool
-    ) -> AsyncIterator[pb.TrainPredictorResponse]:
+    def _job_ended(self, future: asyncio.Future[TrainResult]) -> None:
+        self._train_lock.release()
+        if not future.cancelled():
+            future.exception()  # retrieved here, so a cancelled call's failed job is not logged as lost
+
+    def _start(self, db: Database, config: TrainConfig, promote_if_better: bool) -> _Job:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TrainProgress] = asyncio.Queue()
         cancel = threading.Event()
@@ -129,7 +148,7 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
         def sink(progress: TrainProgress) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, progress)
 
-        job = functools.partial(
+        work = functools.partial(
             train_predictor,
             db,
             config,
@@ -138,24 +157,26 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
             cancel=cancel,
             promote_if_better=promote_if_better,
         )
-        future = loop.run_in_executor(self.state.executor, job)
+        return _Job(loop.run_in_executor(self.state.executor, work), queue, cancel)
+
+    async def _stream(self, job: _Job) -> AsyncIterator[pb.TrainPredictorResponse]:
         try:
-            while not future.done():
-                getter: asyncio.Future[TrainProgress] = asyncio.ensure_future(queue.get())
-                waiting: set[asyncio.Future[Any]] = {getter, future}
+            while not job.future.done():
+                getter: asyncio.Future[TrainProgress] = asyncio.ensure_future(job.queue.get())
+                waiting: set[asyncio.Future[Any]] = {getter, job.future}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
                     if getter.result().stage is not TrainStage.DONE:
                         yield progress_message(getter.result())
                 else:
                     getter.cancel()
-            while not queue.empty():
-                progress = queue.get_nowait()
+            while not job.queue.empty():
+                progress = job.queue.get_nowait()
                 if progress.stage is not TrainStage.DONE:
                     yield progress_message(progress)
-            result: TrainResult = future.result()
+            result = job.future.result()
         finally:
-            cancel.set()  # no-op once finished; stops a job whose call was cancelled or timed out
+            job.cancel.set()  # no-op once finished; stops a job whose call was cancelled or timed out
         if result.promoted and result.predictor is not None:
             async with self._swap_lock:
                 install(
