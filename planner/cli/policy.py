@@ -113,6 +113,8 @@ def _print(report: Any) -> None:
         )
     console = Console()
     console.print(table)
+    for name, t in fig["targets"].items():
+        console.print(f"[{'green' if t['met'] else 'red'}]{'MET ' if t['met'] else 'MISS'}[/] {name}: {t}")
     for key in (
         "best_single",
         "planner_at_best_single_cost",

@@ -110,6 +110,7 @@ def evaluate(
         policies.oracle(replay),
     ]
     figures = _figures(replay, results, singles, best, weak, strong)
+    figures["targets"] = targets(figures)
     notes = list(replay.notes)
     if simulate:
         sim_results, sim_fig = _simulated(catalog, cost_model, replay, figures, n_budgets)
@@ -204,6 +205,68 @@ def _figures(
             name: aiq["planner"] > aiq[name] for name in ("threshold_router", "knn_router", "random_mix")
         },
         "planner_calibration": calibration(planner.points, replay),
+        "forecast_resolution": resolution(replay, best),
+    }
+
+
+def resolution(replay: Replay, best: int) -> dict[str, float]:
+    """How much of the forecast's per-query signal is real (least-squares slopes; 1 = calibrated, 0 = noise).
+
+    - `query_slope`: realised vs predicted deviation of a (query, tier) from the tier's mean;
+    - `contrast_slope_vs_best_single`: realised vs predicted per-query advantage of a tier over the best
+      single model, each centred on its mean over queries. Below 1 the planner over-trusts per-query
+      differences between tiers, and plans that mix tiers promise more than they deliver (selection bias)."""
+    p, y = replay.predicted.quality, replay.realised_quality
+
+    def slope(x: np.ndarray, z: np.ndarray) -> float:
+        x, z = x - x.mean(axis=0), z - z.mean(axis=0)
+        den = float((x * x).sum())
+        return float((x * z).sum() / den) if den > 0 else float("nan")
+
+    others = [j for j in range(p.shape[1]) if j != best]
+    return {
+        "query_slope": slope(p, y),
+        "contrast_slope_vs_best_single": slope(p[:, others] - p[:, [best]], y[:, others] - y[:, [best]]),
+    }
+
+
+def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The allocation issue's acceptance figures, each with its measured value and whether it is met."""
+    at = figures["planner_at_best_single_cost"]
+    reach = figures["planner_reaches_best_single"]
+    aiq = {k: v["aiq"] for k, v in figures["routers"].items()}
+    cal = figures["planner_calibration"]
+    return {
+        "quality_at_best_single_cost": {
+            "target": ">= best single's realised accuracy (0 pp or more)",
+            "value_pp": at["quality_minus_best_single_pp"],
+            "met": bool(at["target_met"]),
+        },
+        "cost_to_reach_best_single": {
+            "target": "<= 0.30 of the best single's cost",
+            "value": reach["cost_ratio"],
+            "met": bool(reach["target_met"]),
+        },
+        "aiq_vs_threshold_and_knn": {
+            "target": "planner AIQ > threshold_router and knn_router",
+            "value": {k: aiq[k] for k in ("planner", "threshold_router", "knn_router")},
+            "met": bool(
+                figures["planner_aiq_beats"]["threshold_router"]
+                and figures["planner_aiq_beats"]["knn_router"]
+            ),
+        },
+        "quality_calibration": {
+            "target": "every plan: |predicted - realised| mean quality <= 1.5 pp",
+            "value_pp": cal["max_abs_quality_error_pp"],
+            "plans_within": f"{cal['plans_within_1_5pp']}/{cal['plans']}",
+            "met": cal["max_abs_quality_error_pp"] <= 1.5,
+        },
+        "spend_calibration": {
+            "target": "every plan: |predicted - realised| spend <= 5%",
+            "value": cal["max_rel_spend_error"],
+            "plans_within": f"{cal['plans_within_5pct_spend']}/{cal['plans']}",
+            "met": cal["max_rel_spend_error"] <= 0.05,
+        },
     }
 
 
