@@ -188,7 +188,7 @@ def synthetic_daily(
     index = pd.date_range(start, periods=days, freq="D", tz="UTC")
     t = np.arange(days, dtype=float)
     profile = np.array([0.9, 1.0, 1.1, 1.05, 0.95, -1.0, -1.0])  # Mon..Sun; weekend marked -1
-    dow = profile[index.dayofweek.to_numpy()]
+    dow = profile[index.day_of_week.to_numpy()]
     weekly = np.where(dow < 0, 1.0 - weekly_amplitude, dow * (1.0 + weekly_amplitude * 0.5))
     level = base_usd * (1.0 + growth_per_day) ** t * weekly
     if step_day is not None:
