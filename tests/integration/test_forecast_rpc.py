@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -32,7 +34,7 @@ def stub(channel: grpc.aio.Channel) -> simulation_pb2_grpc.SimulationServiceStub
 def check_points(resp: simulation_pb2.ForecastResponse, horizon: int) -> None:
     assert len(resp.points) == horizon
     days = [p.day.ToDatetime() for p in resp.points]
-    assert all((b - a).days == 1 for a, b in zip(days, days[1:], strict=False))
+    assert all((b - a).days == 1 for a, b in itertools.pairwise(days))
     assert all(0 <= p.lo <= p.mean <= p.hi for p in resp.points)
 
 
