@@ -3,7 +3,8 @@
 A pool serves one tier on one target in one region: `replicas` copies of the cost model's deployment
 (`CostModel.deployment`: fewest devices that hold the weights). Devices a fleet entry pins to a tier go to
 that tier's pool; the other devices of a (target, region) are shared out among the tiers the policy sends
-there in proportion to their estimated device-seconds (largest remainder, at least one replica each).
+there in proportion to their estimated device-seconds (largest remainder, at least one replica each);
+devices no routed tier uses stay idle (paid for, drawing idle power).
 Per-token targets (LPU-style, wafer-scale and hosted APIs) need no devices: capacity is the provider's.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.catalog import Catalog, PriceModel
-from planner.errors import FieldViolation, InvalidArgumentError
+from planner.errors import InvalidArgumentError
 from simulator.costmodel import CostModel
 from simulator.hardware import max_batch
 from simulator.policy import OptionKey
@@ -51,6 +52,15 @@ def is_device_option(catalog: Catalog, option: OptionKey) -> bool:
     return catalog.target(option.target).price_model is not PriceModel.PER_TOKEN
 
 
+@dataclass(frozen=True)
+class IdleDevices:
+    """Fleet devices no routed tier uses: still paid for and drawing idle power."""
+
+    target: str
+    region: str
+    devices: int
+
+
 def plan_pools(
     catalog: Catalog,
     cost_model: CostModel,
@@ -58,28 +68,31 @@ def plan_pools(
     options: Sequence[OptionKey],
     demand: Mapping[tuple[str, str, str], float],
     batch_cap: int | None = None,
-) -> tuple[PoolSpec, ...]:
-    """Pools for every device option the policy uses; `demand` is estimated device-seconds per pool key."""
-    wanted = sorted({(o.tier, o.target, o.region) for o in options if is_device_option(catalog, o)})
+) -> tuple[tuple[PoolSpec, ...], tuple[IdleDevices, ...]]:
+    """Pools for the device options with demand (estimated device-seconds per pool key) or pinned devices,
+    and the fleet's devices left idle. Raises when routed demand has no devices to run on."""
+    routed = {(o.tier, o.target, o.region) for o in options if is_device_option(catalog, o)}
+    pinned = {(e.tier, e.target, e.region or catalog.target(e.target).region) for e in fleet if e.tier}
+    wanted = sorted({k for k in routed if demand.get(k, 0.0) > 0} | pinned)
     devices: dict[tuple[str, str, str], int] = defaultdict(int)
     shared: dict[tuple[str, str], int] = defaultdict(int)
-    bad: list[FieldViolation] = []
-    for i, e in enumerate(fleet):
+    for e in fleet:
         region = e.region or catalog.target(e.target).region
         if e.tier:
             devices[(e.tier, e.target, region)] += e.count
         else:
             shared[(e.target, region)] += e.count
-        if (e.target, region) not in {(k[1], k[2]) for k in wanted}:
-            bad.append(FieldViolation(f"fleet[{i}]", e.target, f"no route sends traffic to it in {region}"))
-    if bad:
-        raise InvalidArgumentError("fleet entries serve no route", bad)
+    idle = []
     for (target, region), count in shared.items():
         keys = [k for k in wanted if k[1:] == (target, region) and devices[k] == 0]
+        if not keys:
+            idle.append(IdleDevices(target, region, count))
+            continue
         per = [cost_model.deployment(catalog.tier(k[0]), catalog.target(target)).n_devices for k in keys]
         for k, n in zip(keys, _share(count, per, [demand.get(k, 0.0) for k in keys], target), strict=True):
             devices[k] += n
-    return tuple(_pool(catalog, cost_model, k, devices[k], batch_cap) for k in wanted)
+    pools = tuple(_pool(catalog, cost_model, k, devices[k], batch_cap) for k in wanted)
+    return pools, tuple(idle)
 
 
 def _pool(

@@ -25,12 +25,15 @@ from planner.catalog import Catalog, PriceModel, Strategy, load_catalog
 from simulator.carbon import J_PER_KWH, Grid, grid_for
 from simulator.costmodel import CostModel, UnitCost, option_cost_from_unit
 from simulator.engine import Completions, Jobs, PoolConfig, PoolEngine, PoolStats
-from simulator.fleet import PoolSpec, plan_pools
+from simulator.fleet import IdleDevices, PoolSpec, is_device_option, plan_pools
 from simulator.policy import FixedPolicy, Policy
 from simulator.result import ReplicateResult, SimulationResult, combine
 from simulator.scenario import Scenario
 from simulator.tally import Done, Tally
 from simulator.workload import RequestChunk, Workload
+
+UNSERVED = -2
+"""Pool index of a device option the fleet has no replica for: its requests are rejected."""
 
 Progress = Callable[[float, int, int, str], None]
 """progress(fraction in [0, 1], replicate, requests done in this replicate, message)."""
@@ -45,6 +48,7 @@ class Setup:
     cost_model: CostModel
     policy: Policy
     pools: tuple[PoolSpec, ...]
+    idle: tuple[IdleDevices, ...]
     option_pool: np.ndarray
     samples: np.ndarray
     rounds: np.ndarray
@@ -68,16 +72,20 @@ def prepare(
     strategies = [cat.strategy(o.strategy) for o in opts]
     units = tuple(cm.unit_cost(cat.tier(o.tier), cat.target(o.target)) for o in opts)
     demand = _demand(scenario.build_workload(), scenario.seed, pol, units, strategies)
-    pools = plan_pools(cat, cm, scenario.fleet, opts, demand, scenario.admission.max_batch)
+    pools, idle = plan_pools(cat, cm, scenario.fleet, opts, demand, scenario.admission.max_batch)
     index = {p.key: i for i, p in enumerate(pools)}
-    option_pool = np.array([index.get((o.tier, o.target, o.region), -1) for o in opts], np.int64)
-    regions = {o.region for o in opts} | {p.region for p in pools}
+    option_pool = np.array(
+        [index.get((o.tier, o.target, o.region), UNSERVED if is_device_option(cat, o) else -1) for o in opts],
+        np.int64,
+    )
+    regions = {o.region for o in opts} | {p.region for p in pools} | {d.region for d in idle}
     return Setup(
         scenario=scenario,
         catalog=cat,
         cost_model=cm,
         policy=pol,
         pools=pools,
+        idle=idle,
         option_pool=option_pool,
         samples=np.array([s.samples for s in strategies], float),
         rounds=np.array([s.serial_steps for s in strategies], float),
@@ -173,7 +181,11 @@ def _route(
             Jobs(chunk.arrival_s[m], chunk.input_tokens[m], chunk.output_tokens[m] * setup.work_mult[o],
                  setup.samples[o], setup.rounds[o], chunk.tenant[m].astype(np.int64), o, a.quality[m])
         )  # fmt: skip
-    for oi in np.unique(a.option[pool < 0]):
+    unserved = pool == UNSERVED
+    if unserved.any():
+        tally.reject(chunk.arrival_s[unserved])
+        tally.unserved += int(unserved.sum())
+    for oi in np.unique(a.option[pool == -1]):
         m = a.option == oi
         _per_token(setup, int(oi), chunk.take(m), a.quality[m], tally)
 
@@ -218,12 +230,25 @@ def _close_books(
         tally.hourly.add_uniform("energy_kwh", st.horizon_s, horizon, idle_tail)
         tally.energy_j[p.region] += energy
         busy = st.busy_s / (p.replicas * horizon)
-        util.setdefault(p.target, []).extend([busy] * p.replicas)
+        util.setdefault(p.target, []).extend([busy] * p.devices)
         occupancy = st.slot_s / (p.replicas * p.max_batch * horizon)
         pools.append(
             {**p.__dict__, "devices": p.devices, "utilisation": busy, "slot_occupancy": occupancy}
             | {"max_queue_len": st.max_queue_len}
         )
+    for d in setup.idle:
+        target = cat.target(d.target)
+        usd = d.devices * target.hourly_usd * horizon / 3600.0
+        tally.charge(usd, target=d.target, tier="(idle)", region=d.region, tenants={"(idle)": 1.0})
+        tally.hourly.add_uniform("spend_usd", 0.0, horizon, usd)
+        energy = (
+            d.devices
+            * (target.idle_power_w or target.power_w * setup.cost_model.efficiency.idle_frac)
+            * horizon
+        )
+        tally.energy_j[d.region] += energy
+        tally.hourly.add_uniform("energy_kwh", 0.0, horizon, energy * setup.grids[d.region].pue / J_PER_KWH)
+        util.setdefault(d.target, []).extend([0.0] * d.devices)
     return ReplicateResult(
         replicate=replicate,
         scalars=_scalars(setup, tally, horizon),
@@ -250,6 +275,7 @@ def _scalars(setup: Setup, t: Tally, horizon: float) -> dict[str, float]:
         "requests": float(n),
         "completed": float(t.completed),
         "rejected": float(t.rejected),
+        "unserved": float(t.unserved),
         "horizon_s": horizon,
         "throughput_rps": t.completed / horizon,
         "output_tokens_per_s": t.tokens / horizon,
@@ -278,6 +304,9 @@ def _notes(setup: Setup) -> list[str]:
     notes += [
         f"grid {g.region}: {g.g_per_kwh:g} gCO2e/kWh, PUE {g.pue:g} ({g.source})"
         for g in setup.grids.values()
+    ]
+    notes += [
+        f"{d.devices} x {d.target} in {d.region} serve no routed tier: idle, still paid" for d in setup.idle
     ]
     if any(u.energy_is_estimate for u in setup.units):
         notes.append("per-token services' energy is an estimate on the reference H100 replica, not measured")

@@ -41,6 +41,7 @@ class Tally:
     hourly: HourlySeries = field(default_factory=HourlySeries)
     completed: int = 0
     rejected: int = 0
+    unserved: int = 0
     slo_met: int = 0
     tokens: float = 0.0
     quality_sum: float = 0.0

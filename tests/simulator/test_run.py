@@ -104,15 +104,23 @@ def test_replicates_give_intervals() -> None:
     [
         ({"fleet": []}, "needs 1 devices per replica|needs"),
         ({"routes": [{"tier": "nope", "target": H100}]}, "routes are invalid"),
-        (
-            {"fleet": [{"target": "A100-SXM4-80GB", "count": 2}, {"target": H100, "count": 2}]},
-            "serve no route",
-        ),
     ],
 )
 def test_bad_fleets_and_routes_are_rejected(over: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         prepare(_scenario(**over))
+
+
+def test_unused_fleet_devices_are_idle_but_paid() -> None:
+    fleet = [{"target": "A100-SXM4-80GB", "count": 2}, {"target": H100, "count": 2}]
+    with_idle, base = simulate(_scenario(fleet=fleet)), simulate(_scenario())
+    a100 = with_idle.breakdown["spend_by_target_usd"]["A100-SXM4-80GB"]
+    assert a100 == pytest.approx(
+        2 * load_catalog().target("A100-SXM4-80GB").hourly_usd * 300 / 3600, rel=0.05
+    )
+    assert with_idle.metric("energy_kwh") > base.metric("energy_kwh")
+    assert with_idle.breakdown["utilisation"]["A100-SXM4-80GB"] == 0.0
+    assert any("idle" in n for n in with_idle.notes)
 
 
 def test_scenario_validation_names_the_field() -> None:
