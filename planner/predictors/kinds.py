@@ -95,7 +95,10 @@ class KindSpec:
         """Load an artifact, refusing any type outside the allowlist (FailedPreconditionError)."""
         persist = _persist_module() if self.kind is PredictorKind.DIFFICULTY else None
         if persist is not None:
-            return persist.loads(data)  # type: ignore[no-any-return]
+            try:
+                return persist.loads(data)  # type: ignore[no-any-return]
+            except InvalidArgumentError as exc:  # a stored artifact is not the caller's argument
+                raise FailedPreconditionError(f"stored {self.kind.value} artifact rejected: {exc}") from None
         untrusted = set(sio.get_untrusted_types(data=data)) - set(self.allowlist)
         if untrusted:
             raise FailedPreconditionError(

@@ -136,14 +136,18 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of the multiset of rows (row order does not matter)."""
     text = frame.copy()
     for col in text.columns:
-        if text[col].dtype == object:
-            text[col] = [json.dumps(v, sort_keys=True, default=str) for v in text[col]]
-        else:
-            text[col] = text[col].astype(str)
+        if text[col].dtype == object:  # JSON fields (dicts) hash by their canonical text
+            text[col] = [_canonical(v) for v in text[col]]
     rows = np.sort(pd.util.hash_pandas_object(text, index=False).to_numpy())
     digest = hashlib.sha256(",".join(map(str, text.columns)).encode())
     digest.update(rows.tobytes())
     return digest.hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
 
 def version_id(data_hash: str, config: TrainConfig, run_name_map: Mapping[str, str]) -> str:

@@ -19,7 +19,8 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from models.api import Forecaster
 from models.data import plain_runs, queries_from_frame
 
-ECE_BINS = 15
+ECE_BINS = 10
+"""Equal-width bins, as `models.evaluate` uses."""
 EPS = 1e-6
 
 
@@ -168,19 +169,51 @@ def holdout_metrics(
     if len(s.p) == 0:
         return EvaluationMetrics(n=0, brier=math.nan, log_loss=math.nan, auc=math.nan, ece=math.nan)
     mape, coverage = _token_figures(s)
+    pooled, per_tier = _models_figures(forecaster, prepared) or _own_figures(s)
     return EvaluationMetrics(
-        n=len(s.p),
-        brier=_brier(s.score, s.p),
-        log_loss=float(log_loss(s.score >= 0.5, s.p, labels=[False, True]))
-        if _binary(s.score)
-        else _soft_log_loss(s.score, s.p),
-        auc=_auc(s.score, s.p),
-        ece=expected_calibration_error(s.p, s.score),
+        **pooled,
         baseline_brier=_baseline_brier(baseline, prepared, s),
         token_mape=mape,
         token_p90_coverage=coverage,
-        per_tier=_tier_metrics(s),
+        per_tier=per_tier,
     )
+
+
+Figures = tuple[dict[str, Any], tuple[TierMetrics, ...]]
+
+
+def _own_figures(s: Scored) -> Figures:
+    pooled = {
+        "n": len(s.p),
+        "brier": _brier(s.score, s.p),
+        "log_loss": float(log_loss(s.score >= 0.5, s.p, labels=[False, True]))
+        if _binary(s.score)
+        else _soft_log_loss(s.score, s.p),
+        "auc": _auc(s.score, s.p),
+        "ece": expected_calibration_error(s.p, s.score),
+    }
+    return pooled, _tier_metrics(s)
+
+
+def _models_figures(forecaster: Forecaster, prepared: pd.DataFrame) -> Figures | None:
+    """The probability figures of `models.evaluate.evaluate` (the same numbers `planner evaluate` and the
+    models benchmarks report), or None when that module is not installed."""
+    try:
+        from models.evaluate import evaluate
+    except ImportError:
+        return None
+    ev = evaluate("candidate", forecaster, prepared)
+
+    def auc(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
+    p = ev.pooled
+    pooled = {"n": p.n, "brier": p.brier, "log_loss": p.log_loss, "auc": auc(p.auc), "ece": p.ece}
+    tiers = tuple(
+        TierMetrics(tier, t.n, t.brier, auc(t.auc), t.ece, t.base_rate)
+        for tier, t in sorted(ev.per_tier.items())
+    )
+    return pooled, tiers
 
 
 def _soft_log_loss(y: np.ndarray, p: np.ndarray) -> float:
