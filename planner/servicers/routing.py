@@ -1,31 +1,329 @@
-"""RoutingService (Route, RouteBatch, Plan). Placeholder: every RPC answers UNIMPLEMENTED until its owner
-replaces the bodies (raise `planner.errors` exceptions; `planner.servicers.errors` maps them to statuses)."""
+"""RoutingService: Route and RouteBatch (online decisions with pacing, guard rails and audit), Plan (delegated
+to `planner.servicers.planning.handle_plan`, the batch solver's handler).
+
+The per-server `OnlineRouter` is built on first use and rebuilt when the catalog or the active predictor
+changes: forecaster = the active predictor (`state.predictor`), else a `models.baseline.PriorForecaster`
+fitted on the stored runs; ledger = `planner.store.Ledger` on the server's database (shared by replicas), or
+an in-process ledger without one; audit = `AuditWriter` over `planner.store.AuditLog`.
+
+Concurrent Route calls that arrive together are decided as one vectorised batch (`Coalescer`); a batch that
+fails is re-decided query by query so each call gets its own answer or error.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from typing import Any
+import math
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import grpc
+import structlog
 
+from models.api import Query
+from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, PlannerError
+from planner.governance import GuardRails
+from planner.online import CallOptions, Decision, OnlineRouter
+from planner.pacing import Budget
 from planner.servicers.state import ServiceState
 from planner.servicers.unbuilt import not_built
-from planner.v1 import routing_pb2, routing_pb2_grpc
+from planner.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
+log = structlog.get_logger(__name__)
 SERVICE = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+MIN_DECIDE_S = 0.002
+"""Below this much time left in the call, deadline handling applies (fail, or cheapest-option fallback)."""
+MAX_BATCH = 100_000
+
+_PERIODS = {
+    common_pb2.BUDGET_PERIOD_HOUR: "hour",
+    common_pb2.BUDGET_PERIOD_DAY: "day",
+    common_pb2.BUDGET_PERIOD_WEEK: "week",
+    common_pb2.BUDGET_PERIOD_MONTH: "month",
+}
+_KINDS = {
+    "none": routing_pb2.CONSTRAINT_KIND_NONE,
+    "spend": routing_pb2.CONSTRAINT_KIND_SPEND,
+    "energy": routing_pb2.CONSTRAINT_KIND_ENERGY,
+    "latency": routing_pb2.CONSTRAINT_KIND_LATENCY,
+    "guard_rail": routing_pb2.CONSTRAINT_KIND_GUARD_RAIL,
+}
+
+
+# ---- request conversion ------------------------------------------------------------------------------------
+def _nonneg(bad: list[FieldViolation], path: str, value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        bad.append(FieldViolation(path, value, "must be finite and >= 0"))
+        return 0.0
+    return float(value)
+
+
+def query_from_proto(
+    msg: common_pb2.QueryInput, path: str, bad: list[FieldViolation], tenants: Sequence[str] = ()
+) -> Query:
+    if tenants and (msg.tenant or "default") not in tenants:
+        bad.append(FieldViolation(f"{path}.tenant", msg.tenant, f"unknown tenant; valid: {sorted(tenants)}"))
+    if msg.prompt_tokens < 0:
+        bad.append(FieldViolation(f"{path}.prompt_tokens", msg.prompt_tokens, "must be >= 0"))
+    for key, value in msg.features.items():
+        if not math.isfinite(value):
+            bad.append(FieldViolation(f"{path}.features[{key}]", value, "must be finite"))
+    return Query(
+        query_id=msg.query_id,
+        prompt=msg.prompt,
+        task=msg.task or "default",
+        tags=tuple(msg.tags),
+        tenant=msg.tenant or "default",
+        prompt_tokens=max(0, msg.prompt_tokens),
+        features=dict(msg.features),
+    )
+
+
+def _names(
+    bad: list[FieldViolation], path: str, given: Sequence[str], known: Sequence[str]
+) -> frozenset[str] | None:
+    if not given:
+        return None
+    for i, name in enumerate(given):
+        if name not in known:
+            bad.append(FieldViolation(f"{path}[{i}]", name, f"unknown; valid: {sorted(known)}"))
+    return frozenset(given)
+
+
+def call_from_proto(
+    state: ServiceState, request: Any, bad: list[FieldViolation], context: Ctx
+) -> CallOptions:
+    """Guard rails, SLO, budget override, dry run and deadline handling of a Route / RouteBatch request."""
+    g = request.guard_rails
+    cat = state.catalog
+    if g.max_tokens_per_query < 0:
+        bad.append(FieldViolation("guard_rails.max_tokens_per_query", g.max_tokens_per_query, "must be >= 0"))
+    if g.max_samples_per_query < 0:
+        bad.append(
+            FieldViolation("guard_rails.max_samples_per_query", g.max_samples_per_query, "must be >= 0")
+        )
+    slo = request.slo
+    p90 = _nonneg(bad, "slo.p90_e2e_s", slo.p90_e2e_s)
+    p99 = _nonneg(bad, "slo.p99_e2e_s", slo.p99_e2e_s)  # no p99 forecast: bounds the p90 estimate
+    latency = [v for v in (_nonneg(bad, "guard_rails.max_latency_s", g.max_latency_s), p90, p99) if v > 0]
+    rails = GuardRails(
+        max_tokens=max(0, g.max_tokens_per_query),
+        max_samples=max(0, g.max_samples_per_query),
+        max_spend_usd=_nonneg(bad, "guard_rails.max_spend_per_query_usd", g.max_spend_per_query_usd),
+        max_latency_s=min(latency) if latency else 0.0,
+        max_ttft_s=_nonneg(bad, "slo.ttft_p90_s", slo.ttft_p90_s),
+        allowed_tiers=_names(bad, "guard_rails.allowed_tiers", g.allowed_tiers, [t.name for t in cat.tiers]),
+        allowed_targets=_names(
+            bad, "guard_rails.allowed_targets", g.allowed_targets, [t.name for t in cat.targets]
+        ),
+        forbid_high_compute=g.forbid_high_compute,
+    )
+    budget = None
+    if request.HasField("budget_override"):
+        b = request.budget_override
+        period = _PERIODS.get(b.period)
+        if b.period == common_pb2.BUDGET_PERIOD_TOTAL or (period is None and b.period != 0):
+            bad.append(FieldViolation("budget_override.period", b.period, "Route paces hour/day/week/month"))
+        budget = Budget(
+            _nonneg(bad, "budget_override.spend_usd", b.spend_usd),
+            _nonneg(bad, "budget_override.energy_kwh", b.energy_kwh),
+            period or "day",
+        )
+        if b.period == 0:
+            budget = _tenant_period(state, request, budget)
+    fallback = False
+    if state.time_budget(context) < MIN_DECIDE_S:
+        if request.deadline_handling == routing_pb2.DEADLINE_HANDLING_FAIL:
+            raise TimeoutError("no time left to decide")
+        fallback = True
+    return CallOptions(rails=rails, budget=budget, dry_run=request.dry_run, fallback=fallback)
+
+
+def _tenant_period(state: ServiceState, request: Any, budget: Budget) -> Budget:
+    """An override without a period takes the tenant's catalog period."""
+    query = request.query if hasattr(request, "query") else (request.queries[0] if request.queries else None)
+    name = (query.tenant if query is not None else "") or "default"
+    for t in state.catalog.tenants:
+        if t.name == name:
+            return Budget(budget.spend_usd, budget.energy_kwh, t.period)
+    return budget
+
+
+# ---- response conversion -----------------------------------------------------------------------------------
+def decision_to_proto(d: Decision) -> routing_pb2.Decision:
+    e = d.explanation
+    exp = routing_pb2.Explanation(
+        binding_constraint=e.binding_constraint,
+        binding_kind=_KINDS.get(e.binding_kind, routing_pb2.CONSTRAINT_KIND_UNSPECIFIED),
+        shadow_price=e.shadow_price,
+        quality_gain_per_usd=e.quality_gain_per_usd,
+        runner_up_quality=e.runner_up_quality,
+        runner_up_cost_usd=e.runner_up_cost_usd,
+        high_compute=e.high_compute,
+        escalated=e.escalated,
+        escalation_reason=e.escalation_reason,
+        deadline_fallback=e.deadline_fallback,
+        summary=e.summary,
+    )
+    if e.runner_up is not None:
+        exp.runner_up.tier, exp.runner_up.strategy, exp.runner_up.target = e.runner_up
+    msg = routing_pb2.Decision(
+        decision_id=d.decision_id,
+        query_id=d.query_id,
+        tenant=d.tenant,
+        option=common_pb2.OptionRef(tier=d.option.tier, strategy=d.option.strategy, target=d.option.target),
+        expected_quality=d.expected_quality,
+        cost_usd=common_pb2.Estimate(mean=d.usd, p90=d.usd_p90),
+        latency_s=common_pb2.Estimate(mean=d.latency_s, p90=d.latency_p90_s),
+        ttft_s=common_pb2.Estimate(mean=d.ttft_s, p90=d.ttft_s),
+        energy_j=common_pb2.Estimate(mean=d.energy_j, p90=d.energy_j),
+        explanation=exp,
+        predictor_version=d.predictor_version,
+        catalog_version=d.catalog_version,
+    )
+    msg.decided_at.FromDatetime(d.decided_at)
+    return msg
+
+
+# ---- router lifecycle --------------------------------------------------------------------------------------
+def _build_router(state: ServiceState) -> OnlineRouter:
+    """Blocking: fit the fallback forecaster if needed, build options, ledger and audit writer."""
+    from models.baseline import PriorForecaster
+    from planner.governance import AuditWriter
+    from planner.options import OptionSet
+    from planner.pacing import MemoryLedger
+    from planner.store import AuditLog, Ledger, RunStore
+    from simulator.costmodel import CostModel
+
+    catalog = state.catalog
+    forecaster, version = state.predictor, state.predictor_version
+    if forecaster is None:
+        if state.db is None:
+            raise FailedPreconditionError("no predictor is active and there is no store to fit a prior from")
+        frame = RunStore(state.db).load_frame()
+        if frame.empty:
+            raise FailedPreconditionError(
+                "no predictor is active and the store holds no runs: import runs (planner runs import) first"
+            )
+        forecaster = PriorForecaster(catalog.run_name_map()).fit(frame)
+        version = f"prior:{len(frame)}-runs"
+    options = OptionSet.build(catalog, CostModel(catalog), forecaster.tiers)
+    ledger: Any = Ledger(state.db) if state.db is not None else MemoryLedger()
+    audit = AuditWriter(AuditLog(state.db).write_many) if state.db is not None else None
+    return OnlineRouter(
+        catalog,
+        options,
+        forecaster,
+        ledger,
+        audit,
+        predictor_version=version or "unversioned",
+        catalog_version=state.catalog_version,
+        executor=state.executor,
+    )
+
+
+class Coalescer:
+    """Decides concurrent single-query calls with equal call options as one batch (one loop tick)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def decide(self, router: OnlineRouter, query: Query, call: CallOptions) -> Decision:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._pending.setdefault(call, []).append((query, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush, router)
+        return await future
+
+    def _flush(self, router: OnlineRouter) -> None:
+        batches, self._pending, self._scheduled = self._pending, {}, False
+        for call, items in batches.items():
+            task = asyncio.ensure_future(self._run(router, call, items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _run(router: OnlineRouter, call: CallOptions, items: list[tuple[Query, Any]]) -> None:
+        try:
+            decisions = await router.route([q for q, _ in items], call)
+        except Exception as exc:
+            if len(items) == 1 or not isinstance(exc, PlannerError):
+                for _, f in items:
+                    if not f.done():
+                        f.set_exception(exc)
+                return
+            for q, f in items:  # one query spoiled the batch: decide each alone
+                try:
+                    f.set_result((await router.route([q], call))[0])
+                except Exception as one:
+                    f.set_exception(one)
+            return
+        for (_, f), d in zip(items, decisions, strict=True):
+            if not f.done():
+                f.set_result(d)
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        self._lock = asyncio.Lock()
+        self._key: tuple[str, int] | None = None
+        self.coalescer = Coalescer()
+        state.closers.append(self.close)
 
-    async def Route(self, request: routing_pb2.RouteRequest, context: grpc.aio.ServicerContext) -> Any:
-        not_built("RoutingService.Route")
+    async def router(self, context: Ctx) -> OnlineRouter:
+        st = self.state
+        key = (st.catalog_version, id(st.predictor))
+        if st.router is not None and self._key == key:
+            return st.router  # type: ignore[no-any-return]
+        async with self._lock:
+            if st.router is None or self._key != key:
+                old = st.router
+                st.router = await st.run_blocking(context, _build_router, st)
+                self._key = key
+                if old is not None:
+                    await old.aclose()
+        return st.router  # type: ignore[no-any-return]
+
+    def _tenants(self) -> list[str]:
+        return [t.name for t in self.state.catalog.tenants]
+
+    def close(self) -> None:
+        if self.state.router is not None:
+            self.state.router.close()
+            self.state.router = None
+
+    async def Route(self, request: routing_pb2.RouteRequest, context: Ctx) -> routing_pb2.RouteResponse:
+        bad: list[FieldViolation] = []
+        query = query_from_proto(request.query, "query", bad, self._tenants())
+        call = call_from_proto(self.state, request, bad, context)
+        if bad:
+            raise InvalidArgumentError("invalid RouteRequest", bad)
+        router = await self.router(context)
+        decision = await self.coalescer.decide(router, query, call)
+        return routing_pb2.RouteResponse(decision=decision_to_proto(decision))
 
     async def RouteBatch(
-        self, request: routing_pb2.RouteBatchRequest, context: grpc.aio.ServicerContext
-    ) -> Any:
-        not_built("RoutingService.RouteBatch")
+        self, request: routing_pb2.RouteBatchRequest, context: Ctx
+    ) -> routing_pb2.RouteBatchResponse:
+        bad: list[FieldViolation] = []
+        if not request.queries or len(request.queries) > MAX_BATCH:
+            bad.append(FieldViolation("queries", len(request.queries), f"needs 1 to {MAX_BATCH} queries"))
+        tenants = self._tenants()
+        queries = [query_from_proto(q, f"queries[{i}]", bad, tenants) for i, q in enumerate(request.queries)]
+        call = call_from_proto(self.state, request, bad, context)
+        if bad:
+            raise InvalidArgumentError("invalid RouteBatchRequest", bad)
+        router = await self.router(context)
+        decisions = await router.route(queries, call)
+        return routing_pb2.RouteBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
 
     async def Plan(self, request: routing_pb2.PlanRequest, context: grpc.aio.ServicerContext) -> Any:
         try:

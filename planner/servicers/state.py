@@ -40,6 +40,8 @@ class ServiceState:
     """Slots for other services' per-server objects, keyed by service name."""
     catalog_listeners: list[Callable[[Catalog], None]] = field(default_factory=list)
     """Called with the new catalog after `set_catalog` (e.g. to rebuild option tables)."""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    """Called by `close` before the worker pool stops (e.g. to flush the routing audit log)."""
     executor: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,4 +92,6 @@ class ServiceState:
         return await asyncio.wait_for(future, timeout=budget)
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         self.executor.shutdown(wait=False, cancel_futures=True)

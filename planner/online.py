@@ -1,0 +1,466 @@
+"""`OnlineRouter`: one replica's online decision path (Route / RouteBatch without the gRPC layer).
+
+forecast -> fast pricing (`planner.router.FastPricer`) -> guard rails (`planner.governance`, enforced) ->
+shadow prices of the tenant's period budget (`planner.pacing`) -> argmax -> escalation cap -> charge the
+local lease (reserved in the ledger beforehand, so the hard cap holds across replicas) -> explanation ->
+audit record queued for the background writer. No database round trip on the path except a lease top-up
+when the local lease cannot cover a decision (normally topped up in the background before that happens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from models.api import Forecaster, Query
+from planner.catalog import Catalog, Tenant
+from planner.errors import BudgetExhaustedError, InfeasibleError, InvalidArgumentError
+from planner.governance import (
+    AuditWriter,
+    Explanation,
+    GuardRails,
+    blocking_rail,
+    combine,
+    dynamic_masks,
+    empty_reason,
+    static_masks,
+    summarise,
+)
+from planner.options import Option, OptionArrays, OptionSet
+from planner.pacing import (
+    Budget,
+    LedgerLike,
+    Pacer,
+    PacerBook,
+    PacingConfig,
+    release_unused,
+    reserve_lease,
+)
+from planner.router import FastPricer, ShadowPrices, choose
+from planner.store.audit import DecisionRecord
+
+QUALITY_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-call settings of Route / RouteBatch."""
+
+    rails: GuardRails = field(default_factory=GuardRails)
+    budget: Budget | None = None
+    """Overrides the tenant's budget (None: the tenant's catalog budget)."""
+    dry_run: bool = False
+    fallback: bool = False
+    """The deadline is too close to decide properly: take the cheapest allowed option."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision (mirrors `planner.v1.Decision`)."""
+
+    decision_id: str
+    query_id: str
+    tenant: str
+    option: Option
+    expected_quality: float
+    usd: float
+    usd_p90: float
+    latency_s: float
+    latency_p90_s: float
+    ttft_s: float
+    energy_j: float
+    explanation: Explanation
+    predictor_version: str
+    catalog_version: str
+    decided_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OnlineRouter:
+    """Routes queries for one server replica (see module docstring). Owned by one event loop."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        options: OptionSet,
+        forecaster: Forecaster,
+        ledger: LedgerLike,
+        audit: AuditWriter | None = None,
+        *,
+        predictor_version: str = "",
+        catalog_version: str = "",
+        config: PacingConfig | None = None,
+        clock: Callable[[], datetime] = _now,
+        executor: Executor | None = None,
+    ) -> None:
+        self.catalog, self.options, self.forecaster = catalog, options, forecaster
+        self.ledger, self.audit = ledger, audit
+        self.predictor_version = predictor_version
+        self.catalog_version = catalog_version or catalog.content_hash()
+        self.pricer = FastPricer(options)
+        self.book = PacerBook(len(options), config)
+        self.clock, self.executor = clock, executor
+        self._tenants = {t.name: t for t in catalog.tenants}
+        self._static: dict[GuardRails, dict[str, np.ndarray]] = {}
+        self._rails: dict[tuple[str, GuardRails], GuardRails] = {}
+        self._refills: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- public -------------------------------------------------------------------------------------------
+    async def route(self, queries: Sequence[Query], call: CallOptions | None = None) -> list[Decision]:
+        """Decide every query (in order). Raises InvalidArgumentError (unknown tenant), InfeasibleError (no
+        option passes the guard rails) or BudgetExhaustedError (the tenant's cap is reached)."""
+        call = call or CallOptions()
+        if not queries:
+            return []
+        now = self.clock()
+        arrays = self.pricer.price(self.forecaster.forecast(queries))
+        input_tokens = np.array([q.input_tokens for q in queries], float)
+        tenants = [q.tenant or "default" for q in queries]
+        out: list[Decision | None] = [None] * len(queries)
+        for tenant in dict.fromkeys(tenants):
+            rows = np.array([i for i, t in enumerate(tenants) if t == tenant], np.intp)
+            sub = arrays if len(rows) == len(queries) else arrays.take(rows)
+            decided = await self._route_tenant(
+                tenant, [queries[i] for i in rows], sub, input_tokens[rows], call, now
+            )
+            for i, d in zip(rows, decided, strict=True):
+                out[i] = d
+        decisions = [d for d in out if d is not None]
+        if self.audit is not None and not call.dry_run:
+            self.audit.submit([self._record(d) for d in decisions])
+        self._maintain()
+        return decisions
+
+    async def aclose(self) -> None:
+        """Wait for background lease top-ups, give unused leases back, stop the audit writer (flushes)."""
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        pacers = self.book.all() + self.book.take_retired()
+        await asyncio.get_running_loop().run_in_executor(self.executor, release_unused, self.ledger, pacers)
+        if self.audit is not None:
+            self.audit.close()
+
+    def close(self) -> None:
+        """Synchronous shutdown (no running loop): give leases back and flush the audit log."""
+        release_unused(self.ledger, self.book.all() + self.book.take_retired())
+        if self.audit is not None:
+            self.audit.close()
+
+    # ---- steps --------------------------------------------------------------------------------------------
+    def tenant(self, name: str) -> Tenant | None:
+        if not self._tenants:
+            return None
+        t = self._tenants.get(name)
+        if t is None:
+            raise InvalidArgumentError.for_field(
+                "query.tenant", name, f"unknown tenant; the catalog has {sorted(self._tenants)}"
+            )
+        return t
+
+    def _masks(self, rails: GuardRails, arrays: OptionArrays, inp: np.ndarray) -> dict[str, np.ndarray]:
+        static = self._static.get(rails)
+        if static is None:
+            static = static_masks(rails, self.options)
+            if len(self._static) > 256:
+                self._static.clear()
+            self._static[rails] = static
+        return {**static, **dynamic_masks(rails, arrays, inp)}
+
+    async def _route_tenant(
+        self,
+        tenant: str,
+        queries: list[Query],
+        arrays: OptionArrays,
+        inp: np.ndarray,
+        call: CallOptions,
+        now: datetime,
+    ) -> list[Decision]:
+        t = self.tenant(tenant)
+        rails = self._rails.get((tenant, call.rails))
+        if rails is None:
+            base = GuardRails.from_tenant(t) if t is not None else GuardRails()
+            rails = base.stricter(call.rails)
+            if len(self._rails) > 1024:
+                self._rails.clear()
+            self._rails[(tenant, call.rails)] = rails
+        budget = call.budget or (Budget.from_tenant(t) if t is not None else Budget())
+        masks = self._masks(rails, arrays, inp)
+        allowed = combine(masks.values(), arrays.shape)
+        empty = ~allowed.any(axis=1)
+        if empty.any():
+            row = int(np.argmax(empty))
+            raise InfeasibleError(
+                f"query {queries[row].query_id!r}: no option passes the guard rails "
+                f"({', '.join(v.field for v in empty_reason(masks, row))})"
+            )
+        pacer = self.book.get(tenant, budget, now)
+        prices = ShadowPrices() if call.fallback else pacer.prices
+        if call.fallback:
+            cheap = np.where(allowed, arrays.usd, np.inf)
+            pick = allowed & (cheap <= cheap.min(axis=1, keepdims=True))
+            choice = choose(arrays, pick, ShadowPrices(), self.pricer.group)
+        else:
+            choice = choose(arrays, allowed, prices, self.pricer.group)
+        escalated, esc_allowed = self._escalate(rails, arrays, allowed, choice.chosen)
+        final_allowed = allowed
+        preferred = choice.chosen.copy()
+        if escalated.any() and not call.fallback:
+            final_allowed = np.where(escalated[:, None], esc_allowed, allowed)
+            choice = choose(arrays, final_allowed, prices, self.pricer.group)
+        pacer.observe(arrays.quality, arrays.usd, arrays.energy_j, final_allowed, now)
+        chosen = choice.chosen.copy()
+        capped = np.zeros(len(queries), bool)
+        if not call.dry_run:
+            await self._charge(pacer, arrays, final_allowed, chosen, capped)
+        return [
+            self._decision(i, q, tenant, budget, arrays, masks, final_allowed, choice, chosen, preferred,
+                           escalated, capped, prices, rails, call, now)
+            for i, q in enumerate(queries)
+        ]  # fmt: skip
+
+    def _escalate(
+        self, rails: GuardRails, arrays: OptionArrays, allowed: np.ndarray, chosen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose choice is above the escalation threshold, and the allowed mask within it."""
+        n = arrays.shape[0]
+        if rails.escalate_above_usd <= 0:
+            return np.zeros(n, bool), allowed
+        within = allowed & (arrays.usd <= rails.escalate_above_usd)
+        over = arrays.usd[np.arange(n), chosen] > rails.escalate_above_usd
+        # Rows with nothing within the threshold keep their choice (flagged as escalated, not capped).
+        return over, np.where(within.any(axis=1, keepdims=True), within, allowed)
+
+    async def _charge(
+        self, pacer: Pacer, arrays: OptionArrays, allowed: np.ndarray, chosen: np.ndarray, capped: np.ndarray
+    ) -> None:
+        """Charge every chosen option to the lease (topping it up first when needed); rows no lease covers
+        fall back to the best option that fits, and if none fits the whole batch is refunded and refused."""
+        rows = np.arange(len(chosen))
+        usd, joules = arrays.usd[rows, chosen], arrays.energy_j[rows, chosen]
+        if not pacer.covers(float(usd.sum()), float(joules.sum())):
+            await self._refill(pacer, float(usd.sum()), float(joules.sum()))
+        charged: list[tuple[float, float]] = []
+        for i in rows:
+            u, j = float(usd[i]), float(joules[i])
+            ok = pacer.charge(u, j)
+            if not ok:
+                await self._refill(pacer, u, j)
+                ok = pacer.charge(u, j)
+            if not ok:
+                alt = self._affordable(pacer, arrays, allowed, int(i))
+                if alt < 0:
+                    for cu, cj in charged:
+                        pacer.refund(cu, cj)
+                    raise BudgetExhaustedError(
+                        f"tenant {pacer.tenant!r}: the {pacer.budget.period} budget "
+                        f"(${pacer.budget.spend_usd:g}, {pacer.budget.energy_kwh:g} kWh) of {pacer.key} "
+                        "cannot cover even the cheapest allowed option"
+                    )
+                chosen[i], capped[i] = alt, True
+                u, j = float(arrays.usd[i, alt]), float(arrays.energy_j[i, alt])
+                pacer.charge(u, j)
+            charged.append((u, j))
+
+    def _affordable(self, pacer: Pacer, arrays: OptionArrays, allowed: np.ndarray, i: int) -> int:
+        fits = allowed[i].copy()
+        if pacer.budget.cap_usd is not None:
+            fits &= arrays.usd[i] <= pacer.lease_usd
+        if pacer.budget.cap_energy_j is not None:
+            fits &= arrays.energy_j[i] <= pacer.lease_energy_j
+        if not fits.any():
+            return -1
+        return int(choose(arrays.take(slice(i, i + 1)), fits, pacer.prices).chosen[0])
+
+    async def _refill(self, pacer: Pacer, need_usd: float, need_j: float) -> None:
+        """Top the lease up from the ledger until it covers the need (or the ledger has nothing left)."""
+        for _ in range(2):  # the first wait may be on a background top-up sized before this need
+            await asyncio.shield(self._start_refill(pacer, need_usd, need_j))
+            if pacer.covers(need_usd, need_j):
+                return
+
+    def _start_refill(self, pacer: Pacer, need_usd: float, need_j: float) -> asyncio.Task[None]:
+        """The pacer's top-up in flight, or a new one (at most one per pacer at a time)."""
+        key = id(pacer)
+        task = self._refills.get(key)
+        if task is None or task.done():
+            want_usd, want_j = pacer.wanted(need_usd, need_j)
+            task = asyncio.ensure_future(self._top_up(pacer, want_usd, want_j))
+            self._refills[key] = task
+            task.add_done_callback(lambda t: self._refills.pop(key) if self._refills.get(key) is t else None)
+        return task
+
+    async def _top_up(self, pacer: Pacer, want_usd: float, want_j: float) -> None:
+        loop = asyncio.get_running_loop()
+        grant = await loop.run_in_executor(
+            self.executor, reserve_lease, self.ledger, pacer.tenant, pacer.key, want_usd, want_j,
+            pacer.budget.cap_usd, pacer.budget.cap_energy_j,
+        )  # fmt: skip
+        pacer.apply(grant)
+
+    def _maintain(self) -> None:
+        """Start background top-ups of low leases and give back leases of ended periods."""
+        for pacer in self.book.all():
+            if id(pacer) not in self._refills and pacer.low():
+                self._spawn(self._start_refill(pacer, 0.0, 0.0))
+        retired = self.book.take_retired()
+        if retired:
+            loop = asyncio.get_running_loop()
+            self._spawn(loop.run_in_executor(self.executor, release_unused, self.ledger, retired))
+
+    def _spawn(self, aw: Any) -> None:
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- explanation ---------------------------------------------------------------------------------------
+    def _decision(
+        self,
+        i: int,
+        q: Query,
+        tenant: str,
+        budget: Budget,
+        arrays: OptionArrays,
+        masks: dict[str, np.ndarray],
+        allowed: np.ndarray,
+        choice: Any,
+        chosen: np.ndarray,
+        preferred: np.ndarray,
+        escalated: np.ndarray,
+        capped: np.ndarray,
+        prices: ShadowPrices,
+        rails: GuardRails,
+        call: CallOptions,
+        now: datetime,
+    ) -> Decision:
+        c = int(chosen[i])
+        opt = self.options.options[c]
+        qual, usd = float(arrays.quality[i, c]), float(arrays.usd[i, c])
+        kind, name, price = self._binding(
+            i, tenant, budget, arrays, masks, choice, c, escalated, capped, prices
+        )
+        r = int(choice.runner_up[i])
+        runner = self.options.options[r] if r >= 0 else None
+        rq = float(arrays.quality[i, r]) if r >= 0 else 0.0
+        ru = float(arrays.usd[i, r]) if r >= 0 else 0.0
+        dq, du = qual - rq, usd - ru
+        reason = ""
+        if escalated[i]:
+            pref = self.options.options[int(preferred[i])]
+            within = int(preferred[i]) != c
+            pref_usd = float(arrays.usd[i, int(preferred[i])])
+            reason = (
+                f"preferred {pref.label()} expects ${pref_usd:.5f} > escalate_above_usd "
+                f"${rails.escalate_above_usd:g}: "
+                + ("capped to the best option within the threshold; the preferred one needs approval"
+                   if within else "no allowed option is within the threshold; needs approval")
+            )  # fmt: skip
+        exp = Explanation(
+            binding_constraint=name,
+            binding_kind=kind,
+            shadow_price=price,
+            quality_gain_per_usd=float(choice.gain_per_usd[i]) if c == int(choice.chosen[i]) else 0.0,
+            gain_vs_runner_up_per_usd=dq / du if runner is not None and abs(du) > 1e-15 else 0.0,
+            runner_up=(runner.tier, runner.strategy, runner.target) if runner is not None else None,
+            runner_up_quality=rq,
+            runner_up_cost_usd=ru,
+            high_compute=opt.high_compute,
+            escalated=bool(escalated[i]),
+            escalation_reason=reason,
+            deadline_fallback=call.fallback,
+            extra={
+                "samples": opt.samples,
+                "shadow_price_usd": prices.usd,
+                "shadow_price_kwh": prices.energy_kwh,
+                "dry_run": call.dry_run,
+                "period": budget.period,
+            },
+        )
+        exp = _with_summary(exp, opt.label(), qual, usd)
+        return Decision(
+            decision_id=uuid.uuid4().hex,
+            query_id=q.query_id,
+            tenant=tenant,
+            option=opt,
+            expected_quality=qual,
+            usd=usd,
+            usd_p90=float(arrays.usd_p90[i, c]),
+            latency_s=float(arrays.latency_s[i, c]),
+            latency_p90_s=float(arrays.latency_p90_s[i, c]),
+            ttft_s=float(arrays.ttft_s[i, c]),
+            energy_j=float(arrays.energy_j[i, c]),
+            explanation=exp,
+            predictor_version=self.predictor_version,
+            catalog_version=self.catalog_version,
+            decided_at=now,
+        )
+
+    def _binding(
+        self,
+        i: int,
+        tenant: str,
+        budget: Budget,
+        arrays: OptionArrays,
+        masks: dict[str, np.ndarray],
+        choice: Any,
+        c: int,
+        escalated: np.ndarray,
+        capped: np.ndarray,
+        prices: ShadowPrices,
+    ) -> tuple[str, str, float]:
+        """(kind, constraint name, shadow price) of what kept query i from a better option."""
+        spend = f"tenant:{tenant}:spend_usd/{budget.period}"
+        energy = f"tenant:{tenant}:energy_kwh/{budget.period}"
+        if capped[i]:
+            return "spend", spend + " (hard cap)", prices.usd
+        top = int(choice.top_quality[i])
+        q = arrays.quality[i]
+        if q[c] < q[top] - QUALITY_TOL and (prices.usd > 0 or prices.energy_kwh > 0):
+            by_usd = prices.usd * (arrays.usd[i, top] - arrays.usd[i, c])
+            by_kwh = prices.energy_kwh * (arrays.energy_j[i, top] - arrays.energy_j[i, c]) / 3.6e6
+            if by_kwh > by_usd:
+                return "energy", energy, prices.energy_kwh
+            return "spend", spend, prices.usd
+        if escalated[i]:
+            return "guard_rail", "escalation.escalate_above_usd", 0.0
+        best = int(np.argmax(q - 1e-6 * arrays.usd[i]))
+        if q[top] < q[best] - QUALITY_TOL:
+            rail = blocking_rail(masks, i, best)
+            if rail:
+                kind = "latency" if rail in ("max_latency_s", "max_ttft_s") else "guard_rail"
+                return kind, f"guard_rails.{rail}", 0.0
+        return "none", "", 0.0
+
+    def _record(self, d: Decision) -> DecisionRecord:
+        exp = d.explanation.to_dict()
+        exp.update(cost_usd_p90=d.usd_p90, latency_p90_s=d.latency_p90_s, energy_j=d.energy_j)
+        return DecisionRecord(
+            request_id=d.decision_id,
+            tenant=d.tenant,
+            query_id=d.query_id,
+            tier=d.option.tier,
+            strategy=d.option.strategy,
+            target=d.option.target,
+            expected_quality=d.expected_quality,
+            expected_cost_usd=d.usd,
+            explanation=exp,
+            catalog_version=d.catalog_version,
+            predictor_version=d.predictor_version,
+            created_at=d.decided_at,
+        )
+
+
+def _with_summary(exp: Explanation, label: str, quality: float, usd: float) -> Explanation:
+    from dataclasses import replace
+
+    return replace(exp, summary=summarise(label, quality, usd, exp))
