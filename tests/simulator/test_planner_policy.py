@@ -3,10 +3,13 @@ expected quality from the forecaster, and the quality table of fixed routes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from models.api import Forecast, Query
 from models.baseline import PriorForecaster
 from planner.catalog import load_catalog
 from planner.demo import demo_records
@@ -50,14 +53,13 @@ def test_planner_policy_needs_an_option_on_the_fleet(forecaster: PriorForecaster
     assert all(o.target == only_gpu[0] or catalog.target(o.target).price_model.value == "per_token"
                for o in policy.options)  # fmt: skip
     with pytest.raises(FailedPreconditionError):
-        PlannerSimPolicy(catalog.model_copy() if hasattr(catalog, "model_copy") else catalog, CostModel(catalog),
-                         _NoTiers(), [H100])  # fmt: skip
+        PlannerSimPolicy(catalog, CostModel(catalog), _NoTiers(), [H100])
 
 
 class _NoTiers:
     tiers = ("no-such-tier",)
 
-    def forecast(self, queries: object) -> object:  # pragma: no cover - never called
+    def forecast(self, queries: Sequence[Query]) -> Forecast:  # pragma: no cover - never called
         raise AssertionError
 
 
