@@ -209,25 +209,36 @@ def _figures(
     }
 
 
-def resolution(replay: Replay, best: int) -> dict[str, float]:
-    """How much of the forecast's per-query signal is real (least-squares slopes; 1 = calibrated, 0 = noise).
+def resolution(replay: Replay, best: int, contender_pp: float = 2.0) -> dict[str, Any]:
+    """How much of the forecast's per-query signal is real, out of fold (least-squares slope and correlation
+    of realised on predicted, each centred per tier; slope 1 = calibrated, 0 = noise, < 0 = misleading).
 
-    - `query_slope`: realised vs predicted deviation of a (query, tier) from the tier's mean;
-    - `contrast_slope_vs_best_single`: realised vs predicted per-query advantage of a tier over the best
-      single model, each centred on its mean over queries. Below 1 the planner over-trusts per-query
-      differences between tiers, and plans that mix tiers promise more than they deliver (selection bias)."""
+    - `query`: deviation of a (query, tier) from the tier's mean;
+    - `contrast_vs_best_single`: a tier's per-query advantage over the best single model, over every tier;
+    - `contrast_among_contenders`: the same over the tiers whose mean *predicted* quality is within
+      `contender_pp` points of the best single model's: the choices that decide the top of the planner's
+      curve. Near or below 0 the planner's per-query switching between near-equal tiers is noise, and plans
+      that mix them promise more than they deliver (selection bias)."""
     p, y = replay.predicted.quality, replay.realised_quality
-
-    def slope(x: np.ndarray, z: np.ndarray) -> float:
-        x, z = x - x.mean(axis=0), z - z.mean(axis=0)
-        den = float((x * x).sum())
-        return float((x * z).sum() / den) if den > 0 else float("nan")
-
+    means = p.mean(axis=0)
     others = [j for j in range(p.shape[1]) if j != best]
-    return {
-        "query_slope": slope(p, y),
-        "contrast_slope_vs_best_single": slope(p[:, others] - p[:, [best]], y[:, others] - y[:, [best]]),
-    }
+    contenders = [j for j in others if means[j] >= means[best] - contender_pp / 100]
+    out: dict[str, Any] = {"query": _slope(p, y)}
+    out["contrast_vs_best_single"] = _slope(p[:, others] - p[:, [best]], y[:, others] - y[:, [best]])
+    if contenders:
+        out["contrast_among_contenders"] = {
+            **_slope(p[:, contenders] - p[:, [best]], y[:, contenders] - y[:, [best]]),
+            "tiers": [replay.tiers[j] for j in contenders],
+        }
+    return out
+
+
+def _slope(x: np.ndarray, z: np.ndarray) -> dict[str, float]:
+    x, z = x - x.mean(axis=0), z - z.mean(axis=0)
+    sxx, szz, sxz = float((x * x).sum()), float((z * z).sum()), float((x * z).sum())
+    if sxx <= 0 or szz <= 0:
+        return {"slope": float("nan"), "corr": float("nan")}
+    return {"slope": sxz / sxx, "corr": float(sxz / np.sqrt(sxx * szz))}
 
 
 def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:

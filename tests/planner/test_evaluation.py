@@ -86,6 +86,15 @@ def test_evaluate_reports_every_baseline(report: EvaluationReport, tmp_path: Pat
     assert lo <= hi
     calib = figures["planner_calibration"]
     assert math.isfinite(calib["max_abs_quality_error_pp"]) and calib["plans"] >= 6
+    assert set(figures["targets"]) == {
+        "quality_at_best_single_cost",
+        "cost_to_reach_best_single",
+        "aiq_vs_threshold_and_knn",
+        "quality_calibration",
+        "spend_calibration",
+    }
+    assert all(isinstance(t["met"], bool) for t in figures["targets"].values())
+    assert -1.0 <= figures["forecast_resolution"]["contrast_vs_best_single"]["corr"] <= 1.0
     json.dumps(report.to_dict(), allow_nan=True)
     png = plot_quality_cost(report, tmp_path / "qc.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

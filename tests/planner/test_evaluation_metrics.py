@@ -39,3 +39,25 @@ def test_envelope_is_non_decreasing_and_dominates_points(points: list[tuple[floa
     env = envelope(curve)
     assert np.all(np.diff(env.quality) > 0) and np.all(np.diff(env.cost) > 0)
     assert np.all(quality_at(curve, curve.cost) >= curve.quality - 1e-9)
+
+
+def test_resolution_tells_signal_from_noise() -> None:
+    from types import SimpleNamespace
+
+    from planner.evaluation.harness import resolution
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.2, 0.9, size=(4000, 3))
+    outcome = (rng.random(truth.shape) < truth).astype(float)
+    informed = SimpleNamespace(
+        predicted=SimpleNamespace(quality=truth), realised_quality=outcome, tiers=("a", "b", "c")
+    )
+    res = resolution(informed, best=0, contender_pp=100.0)  # type: ignore[arg-type]
+    assert res["query"]["slope"] == pytest.approx(1.0, abs=0.1)
+    assert res["contrast_among_contenders"]["slope"] == pytest.approx(1.0, abs=0.15)
+    noise = SimpleNamespace(
+        predicted=SimpleNamespace(quality=rng.permutation(truth)),
+        realised_quality=outcome,
+        tiers=("a", "b", "c"),
+    )
+    assert abs(resolution(noise, best=0)["query"]["slope"]) < 0.1  # type: ignore[arg-type]
