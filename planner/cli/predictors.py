@@ -1,7 +1,7 @@
 """CLI: `planner train` (train a predictor on stored runs, with a progress bar) and
 `planner predictors list|promote|rollback|evaluate` (the registry). Every command takes `--json` and then
-prints exactly one JSON object. These act on the store directly: a running server picks up a promotion made
-here at its next start; use the `PromotePredictor` RPC to hot-swap a running server."""
+prints exactly one JSON object. They act on the store directly (a running server then picks up a promotion at
+its next start), or, with `--server HOST:PORT`, through a running server's RPC, which hot-swaps it."""
 
 from __future__ import annotations
 
@@ -166,36 +166,91 @@ def list_command(
     Console().print(table)
 
 
+ServerOption = Annotated[
+    str | None,
+    typer.Option("--server", help="host:port of a running planner: go through its RPC, which hot-swaps it."),
+]
+
+
+def _rpc(server: str, method: str, request: Any) -> dict[str, Any]:
+    """Call one PredictorService method on a running server; the reply as a dict (proto field names)."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from planner.v1 import predictors_pb2_grpc
+
+    with grpc.insecure_channel(server) as channel:
+        stub = predictors_pb2_grpc.PredictorServiceStub(channel)
+        reply = getattr(stub, method)(request, timeout=60.0)
+    return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _rpc_fail(exc: Any, as_json: bool) -> None:
+    code, details = exc.code().name, exc.details()
+    if as_json:
+        typer.echo(json.dumps({"error": code, "message": details}))
+    else:
+        Console(stderr=True).print(f"[red]error:[/red] {code}: {details}")
+    raise typer.Exit(code=2)
+
+
 @predictors_app.command("promote")
 def promote_command(
     version: Annotated[str, typer.Argument(help="Version to make active.")],
+    server: ServerOption = None,
     database_url_: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Make a stored version the active predictor."""
+    import grpc
+
+    from planner.v1 import predictors_pb2 as pb
+
     try:
-        now, previous = promote_version(Database(database_url(database_url_)), version)
+        if server:
+            out = _rpc(server, "PromotePredictor", pb.PromotePredictorRequest(version=version))
+        else:
+            now, previous = promote_version(Database(database_url(database_url_)), version)
+            out = {"predictor": version_dict(now), "previous_version": previous}
     except PlannerError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        typer.echo(json.dumps({"predictor": version_dict(now), "previous_version": previous}))
+    except grpc.RpcError as exc:
+        _rpc_fail(exc, as_json)
         return
-    Console().print(f"promoted {now.version}" + (f" (was {previous})" if previous else ""))
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    previous = out["previous_version"]
+    Console().print(f"promoted {out['predictor']['version']}" + (f" (was {previous})" if previous else ""))
 
 
 @predictors_app.command("rollback")
-def rollback_command(database_url_: UrlOption = None, as_json: JsonOption = False) -> None:
+def rollback_command(
+    server: ServerOption = None, database_url_: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """Re-activate the version that was active before the current one."""
+    import grpc
+
+    from planner.v1 import predictors_pb2 as pb
+
     try:
-        now, rolled_back = rollback_version(Database(database_url(database_url_)))
+        if server:
+            out = _rpc(server, "RollbackPredictor", pb.RollbackPredictorRequest())
+        else:
+            now, rolled_back = rollback_version(Database(database_url(database_url_)))
+            out = {"predictor": version_dict(now), "rolled_back_version": rolled_back}
     except PlannerError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        typer.echo(json.dumps({"predictor": version_dict(now), "rolled_back_version": rolled_back}))
+    except grpc.RpcError as exc:
+        _rpc_fail(exc, as_json)
         return
-    Console().print(f"rolled back {rolled_back or '<none>'}; active: {now.version}")
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    rolled = out["rolled_back_version"] or "<none>"
+    Console().print(f"rolled back {rolled}; active: {out['predictor']['version']}")
 
 
 @predictors_app.command("evaluate")

@@ -5,6 +5,7 @@ calls that keep succeeding while the active predictor is swapped."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator
 
@@ -12,9 +13,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from typer.testing import CliRunner
 
 from models.api import Query
 from planner.catalog import load_catalog
+from planner.cli import app
 from planner.demo import seed_demo
 from planner.server import create_server, stop_server
 from planner.settings import Settings
@@ -201,3 +204,25 @@ async def test_calls_keep_succeeding_while_the_predictor_is_swapped(
     assert results[:3] == [30, 30, 30]
     assert errors == [] and forecasts[0] > 0
     assert state.predictor_version == versions[1]  # type: ignore[attr-defined]  # promoted 2nd-last, rolled back to
+
+
+async def test_cli_promote_and_rollback_through_a_running_server_hot_swap_it(
+    seeded_server: tuple[grpc.aio.Server, int], stub: pb_grpc.PredictorServiceStub
+) -> None:
+    state = _state(seeded_server)
+    boot = state.predictor_version  # type: ignore[attr-defined]
+    new = (await _train(stub, kind="prior", seed=31))[-1].predictor.version
+    runner, address = CliRunner(), f"127.0.0.1:{seeded_server[1]}"
+
+    async def cli(*args: str) -> tuple[int, dict[str, object]]:  # a thread: the server shares this loop
+        out = await asyncio.to_thread(runner.invoke, app, [*args, "--server", address, "--json"])
+        return out.exit_code, json.loads(out.stdout.splitlines()[-1])  # (the in-process server logs too)
+
+    code, promoted = await cli("predictors", "promote", new)
+    assert code == 0 and promoted["previous_version"] == boot
+    assert state.predictor_version == new  # type: ignore[attr-defined]
+    code, rolled = await cli("predictors", "rollback")
+    assert code == 0 and rolled["rolled_back_version"] == new
+    assert state.predictor_version == boot  # type: ignore[attr-defined]
+    code, error = await cli("predictors", "promote", "0123456789abcdef")
+    assert code == 2 and error["error"] == "NOT_FOUND"
