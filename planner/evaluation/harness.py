@@ -24,7 +24,7 @@ from models.api import Forecaster
 from planner.catalog import Catalog
 from planner.evaluation import metrics, policies, simulated
 from planner.evaluation.policies import Point, PolicyResult
-from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, query_folds
+from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, keyed, query_folds
 from planner.options import CostModelLike, QualityFn
 
 ForecasterFactory = Callable[[pd.DataFrame], Forecaster]
@@ -91,7 +91,7 @@ def evaluate(
 
     `folds >= 2` cross-fits (every query held out once, forecast by the model trained on the other folds);
     `folds == 1` holds out one seeded `test_fraction` of the queries."""
-    splits = query_folds(runs, folds, seed, test_fraction)
+    splits = query_folds(keyed(runs), folds, seed, test_fraction)
     forecaster = CrossFitForecaster.fit(splits, forecaster_factory)
     test = pd.concat([s.test for s in splits], ignore_index=True)
     replay = build_replay(catalog, cost_model, forecaster, test, quality_fn or identity_quality)

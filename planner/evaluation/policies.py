@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 
 from planner.evaluation.metrics import Curve
-from planner.evaluation.replay import Replay, Split
+from planner.evaluation.replay import KEY, Replay, Split, keyed
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,9 @@ def _texts(queries: Sequence[object]) -> list[str]:
 
 
 def _train_matrix(train: pd.DataFrame, tiers: Sequence[str], column: str) -> tuple[list[str], np.ndarray]:
-    table = train.groupby(["query_id", "tier"])[column].mean().unstack("tier").reindex(columns=list(tiers))
-    prompts = train.drop_duplicates("query_id").set_index("query_id")["prompt"].reindex(table.index)
+    train = keyed(train)
+    table = train.groupby([KEY, "tier"])[column].mean().unstack("tier").reindex(columns=list(tiers))
+    prompts = train.drop_duplicates(KEY).set_index(KEY)["prompt"].reindex(table.index)
     return [str(p) for p in prompts], table.to_numpy(float)
 
 
@@ -265,8 +266,9 @@ def _train_costs(replay: Replay, train: pd.DataFrame) -> tuple[list[str], np.nda
     with np.errstate(all="ignore"):
         fill = np.nanmedian(np.where(np.isnan(out_tokens).all(axis=0)[None, :], 0.0, out_tokens), axis=0)
     out_tokens = np.where(np.isnan(out_tokens), fill[None, :], out_tokens)
-    inp = train.drop_duplicates("query_id").set_index("query_id")["input_tokens"]
-    ids = train.groupby(["query_id", "tier"]).size().unstack("tier").index
+    train = keyed(train)
+    inp = train.drop_duplicates(KEY).set_index(KEY)["input_tokens"]
+    ids = train.groupby([KEY, "tier"]).size().unstack("tier").index
     cost = replay.options.metrics(inp.reindex(ids).to_numpy(float), out_tokens)["usd"]
     return texts, cost
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from models.api import Forecast, Forecaster, Query
-from models.data import queries_from_frame
+from models.data import queries_from_frame, query_keys
 from planner.catalog import Catalog, StrategyKind
 from planner.errors import FailedPreconditionError
 from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn, lognormal_mean
@@ -156,8 +156,21 @@ def single_strategy_name(catalog: Catalog) -> str:
     raise FailedPreconditionError("the catalog has no single-pass strategy; the replay needs one")
 
 
+KEY = "query_key"
+"""Column identifying a query across tasks ((task, query_id): ids may repeat across tasks)."""
+
+
+def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its `query_key` column (added when missing)."""
+    return frame if KEY in frame else frame.assign(**{KEY: query_keys(frame)})
+
+
+def query_key(query: Query) -> str:
+    return f"{query.task}\x1f{query.query_id}"
+
+
 def _pivot(test: pd.DataFrame, column: str, ids: list[str], tiers: Sequence[str]) -> np.ndarray:
-    table = test.groupby(["query_id", "tier"])[column].mean().unstack("tier")
+    table = test.groupby([KEY, "tier"])[column].mean().unstack("tier")
     return table.reindex(index=ids, columns=list(tiers)).to_numpy(float)
 
 
@@ -171,14 +184,14 @@ def build_replay(
 ) -> Replay:
     """Realised and predicted arrays for the held-out runs `test` (a prepared frame, single-pass runs)."""
     single = single_strategy_name(catalog)
-    plain = test[test["strategy"] == single]
+    plain = keyed(test[test["strategy"] == single])
     notes: list[str] = []
     catalog_tiers = {t.name for t in catalog.tiers}
     known = [t for t in forecaster.tiers if t in catalog_tiers and t in set(plain["tier"])]
     unpriced = sorted(set(plain["tier"]) - catalog_tiers)
     if unpriced:
         notes.append(f"tiers with runs but not in the catalog (no price, left out): {unpriced}")
-    ids = list(dict.fromkeys(plain["query_id"].astype(str)))
+    ids = list(dict.fromkeys(plain[KEY]))
     quality = _pivot(plain, "score", ids, known)
     missing_share = np.isnan(quality).mean(axis=0)
     keep_tiers = [t for t, m in zip(known, missing_share, strict=True) if m <= max_missing]
@@ -198,8 +211,7 @@ def build_replay(
         notes.append(f"{int((~complete).sum())} held-out queries lack an outcome for some tier (left out)")
     ids = [q for q, ok in zip(ids, complete, strict=True) if ok]
     quality, out_tokens = quality[complete], out_tokens[complete]
-    queries = [q for q in queries_from_frame(plain) if q.query_id in set(ids)]
-    order = {q.query_id: q for q in queries}
+    order = {query_key(q): q for q in queries_from_frame(plain)}
     queries = [order[i] for i in ids]
     options = _cheapest_target_options(catalog, cost_model, forecaster.tiers, keep_tiers, single, quality_fn)
     col_of_tier = [list(options.forecast_tiers).index(o.tier) for o in options.options]

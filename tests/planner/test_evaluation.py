@@ -137,3 +137,16 @@ def test_cli_prints_one_json_object(runs: pd.DataFrame, tmp_path: Path) -> None:
     assert (tmp_path / "p.png").exists()
     bad = CliRunner().invoke(app, ["evaluate-policy", "--runs", str(path), "--folds", "0", "--json"])
     assert bad.exit_code == 2 and "error" in json.loads(bad.stdout)
+
+
+def test_replay_keeps_tasks_apart_when_query_ids_repeat(runs: pd.DataFrame) -> None:
+    from planner.evaluation.harness import identity_quality
+    from planner.evaluation.replay import build_replay
+
+    catalog = load_catalog()
+    part = runs[runs["query_id"].isin(set(runs["query_id"].unique()[:30]))]
+    both = pd.concat([part, part.assign(task="copy")], ignore_index=True)
+    forecaster = PriorForecaster(catalog.run_name_map()).fit(both)
+    replay = build_replay(catalog, CostModel(catalog), forecaster, both, identity_quality)
+    assert replay.n == 60
+    assert {q.task for q in replay.queries} == {"gsm", "copy"}
