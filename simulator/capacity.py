@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from planner.catalog import Catalog, ModelTier, PriceModel, Target
@@ -40,6 +41,8 @@ MAX_SLOTS = 256
 """Batch slots per replica (vLLM's default max_num_seqs), further capped by the KV cache that fits."""
 BATCH_FILL = 0.85
 """Mean busy slots are kept below this share of the slots (occupancy fluctuates around its mean)."""
+ESTIMATE_SAMPLE = 2000
+"""Sampled requests the analytic attainment estimate averages over."""
 PREFILL_RHO_MAX = 0.7
 """Prefill utilisation cap (the prefill queue's wait grows as 1 / (1 - rho))."""
 
@@ -243,10 +246,11 @@ def candidate_pools(
     slo: Slo,
     targets: Iterable[str] | None = None,
     headroom: float = 0.9,
+    min_devices_only: bool = False,
 ) -> list[PoolCapacity]:
     """Every (tier, target, devices) pool the catalog allows for the tiers in `samples`, with its capacity
     (cap 0 and a reason when it cannot meet the SLO). Device counts: the fewest that hold the weights and the
-    powers of two above it up to the target's `max_devices`."""
+    powers of two above it up to the target's `max_devices` (only the fewest with `min_devices_only`)."""
     cat = cost_model.catalog
     allowed = None if targets is None else set(targets)
     if allowed is not None:
@@ -262,7 +266,8 @@ def candidate_pools(
             if target.price_model is PriceModel.PER_TOKEN:
                 pools.append(per_token_pool(cost_model, tier, target, cls, slo))
             else:
-                pools.extend(device_pools(cost_model, tier, target, cls, slo, headroom))
+                found = device_pools(cost_model, tier, target, cls, slo, headroom)
+                pools.extend(found[:1] if min_devices_only else found)
     return pools
 
 
@@ -299,29 +304,56 @@ def device_pools(
 
 
 def replica_capacity(service: ReplicaService, slots: int, cls: ClassSample, slo: Slo) -> tuple[float, str]:
-    """Largest request rate (req/s) one replica sustains with its analytic TTFT and TPOT within the SLO."""
-    if slots < int(cls.slots.max()):
-        return 0.0, f"a request needs {int(cls.slots.max())} slots, the replica holds {slots}"
-    pre = service.prefill_s(cls.input_tokens) + (cls.rounds - 1) * service.prefill_s(
-        cls.input_tokens + cls.work
-    )
+    """Largest request rate (req/s) one replica sustains with its estimated SLO attainment >= the target.
+
+    At mean busy slots b: lambda(b) from Little's law (module docstring), rho = lambda E[prefill]. Per sampled
+    request i with k_i decode tokens: TPOT_i = (k_i step(b) + own re-prefills + S_i) / k_i, where S_i, the
+    prefill stalls of other requests during its life, is compound Poisson (normal approximation: mean
+    lambda T_i E[P], variance lambda T_i E[P^2]); TTFT_i = own prefill + step + prefill-queue wait, the wait
+    positive with probability rho and then exponential with the M/G/1 (Pollaczek-Khinchine) mean. The
+    estimated attainment is the mean over requests of P(TTFT_i ok) x P(TPOT_i ok)."""
+    need = int(cls.slots.max())
+    if slots < need:
+        return 0.0, f"a request needs {need} slots, the replica holds {slots}"
+    cls = _thin(cls, ESTIMATE_SAMPLE)
+    first = service.prefill_s(cls.input_tokens)
+    again = (cls.rounds - 1) * service.prefill_s(cls.input_tokens + cls.work)
+    pre = first + again
     p_mean, p2 = float(pre.mean()), float((pre**2).mean())
-    w_mean = float((cls.slots * cls.rounds * cls.work).mean())
+    k = cls.work * cls.rounds
     b = np.arange(1, max(1, int(slots * BATCH_FILL)) + 1, dtype=float)
     step = service.decode_step_s(b)
-    lam = b / (w_mean * step + b * p_mean)
-    rho = lam * p_mean
-    tpot = step / np.maximum(1.0 - rho, 1e-9)
-    wait = lam * p2 / (2.0 * np.maximum(1.0 - rho, 1e-9))
-    first = service.prefill_s(cls.input_tokens)
-    ttft = float(np.quantile(first, slo.attainment)) + wait + step
-    ok = (tpot <= slo.tpot_s) & (ttft <= slo.ttft_s) & (rho <= PREFILL_RHO_MAX)
+    lam = b / (float((cls.slots * k).mean()) * step + b * p_mean)
+    rho = np.minimum(lam * p_mean, 0.999)
+    t_life = np.outer(step, k) + again  # (b, requests): own decode time and re-prefills
+    mu_s = lam[:, None] * t_life * p_mean / (1.0 - rho[:, None])
+    sd_s = np.sqrt(lam[:, None] * t_life * p2 / (1.0 - rho[:, None]))
+    room = k * slo.tpot_s - t_life  # stall seconds a request can absorb
+    p_tpot = stats.norm.cdf((room - mu_s) / np.maximum(sd_s, 1e-12))
+    mean_wait = lam * p2 / (2.0 * (1.0 - rho))
+    slack = slo.ttft_s - first[None, :] - step[:, None]
+    tail = rho[:, None] * np.exp(
+        -np.maximum(slack, 0.0) * rho[:, None] / np.maximum(mean_wait[:, None], 1e-12)
+    )
+    p_ttft = np.where(slack > 0, 1.0 - tail, 0.0)
+    attain = (p_ttft * p_tpot).mean(axis=1)
+    ok = (attain >= slo.attainment) & (rho <= PREFILL_RHO_MAX)
     if not ok.any():
         return 0.0, (
-            f"misses the SLO even at batch 1: TPOT {tpot[0]:.3g} s, TTFT {ttft[0]:.3g} s "
-            f"(SLO {slo.tpot_s:g} s, {slo.ttft_s:g} s)"
+            f"misses the SLO even at batch 1: estimated attainment {attain[0]:.3f} < {slo.attainment:g} "
+            f"(TTFT {slo.ttft_s:g} s, TPOT {slo.tpot_s:g} s)"
         )
     return float(lam[ok].max()), ""
+
+
+def _thin(cls: ClassSample, n: int) -> ClassSample:
+    """Every k-th sampled request, at most `n` of them (the sample is already in random order)."""
+    if len(cls.work) <= n:
+        return cls
+    k = -(-len(cls.work) // n)
+    return ClassSample(
+        cls.tier, cls.share, cls.input_tokens[::k], cls.work[::k], cls.slots[::k], cls.rounds[::k]
+    )
 
 
 def per_token_pool(

@@ -12,13 +12,13 @@ pool meets it on every confirmation seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from planner.errors import InvalidArgumentError
+from planner.errors import InfeasibleError, InvalidArgumentError
 from simulator.capacity import (
     ClassSample,
     FleetPlan,
@@ -31,9 +31,9 @@ from simulator.capacity import (
     class_samples,
     job_params,
     profile_workload,
-    single_target_baselines,
     solve_fleet,
 )
+from simulator.capacity_profile import profile_pool
 from simulator.costmodel import CostModel
 from simulator.engine import Completions, Jobs, PoolConfig, PoolEngine
 from simulator.hardware import DeploymentConfig, DeviceSpec, ModelSpec
@@ -128,6 +128,7 @@ class CapacityResult:
     """The confirmed (or last) plan, its confirmation runs and the iteration log."""
 
     plan: FleetPlan
+    routes: tuple[Route, ...]
     checks: tuple[FleetCheck, ...]
     confirmed: bool
     iterations: tuple[dict[str, Any], ...]
@@ -264,8 +265,16 @@ def plan_capacity(
     headroom: float = 0.9,
     max_iterations: int = 8,
     min_cut: float = 0.1,
+    min_devices_only: bool = False,
+    profile: bool = True,
+    profile_requests: int = 20_000,
 ) -> CapacityResult:
-    """Cheapest fleet meeting `slo` for `workload` under `routes`, confirmed by simulation on every seed."""
+    """Cheapest fleet meeting `slo` for `workload` under `routes`, confirmed by simulation on every seed.
+
+    Pool capacities: analytic (`simulator.capacity`), then -- with `profile` -- measured by simulating one
+    replica on the tier's share of the workload (`simulator.capacity_profile`). Then solve, simulate the
+    whole fleet on every seed, and where a pool misses, cap its per-replica capacity below the load it was
+    given (by the miss, at least `min_cut`) and solve again."""
     if not 0 < headroom <= 1:
         raise InvalidArgumentError.for_field("headroom", headroom, "must be in (0, 1]")
     if max_iterations < 1:
@@ -273,13 +282,39 @@ def plan_capacity(
     if not seeds:
         raise InvalidArgumentError.for_field("seeds", list(seeds), "need at least one seed")
     routes = check_routes(cost_model.catalog, routes)
-    profile = profile_workload(workload, seeds[0])
-    samples: dict[str, ClassSample] = class_samples(cost_model.catalog, profile, routes, seeds[0])
-    demand = {t: profile.rate_per_s * c.share for t, c in samples.items()}
-    pools = {p.key: p for p in candidate_pools(cost_model, samples, slo, targets, headroom)}
-    baselines = single_target_baselines(list(pools.values()), demand)
-    plan = solve_fleet(list(pools.values()), demand, available)
-    analytic = plan.usd_per_hour
+    load = profile_workload(workload, seeds[0])
+    samples: dict[str, ClassSample] = class_samples(cost_model.catalog, load, routes, seeds[0])
+    demand = {t: load.rate_per_s * c.share for t, c in samples.items()}
+    found = candidate_pools(cost_model, samples, slo, targets, headroom, min_devices_only)
+    analytic = solve_fleet(found, demand, available).usd_per_hour
+    pools = {p.key: p for p in found}
+    measured: set[str] = set()
+
+    def measure(keys: list[str]) -> None:
+        for key in keys:
+            upper = replace(pools[key], cap_rps=pools[key].cap_rps / headroom)
+            got = profile_pool(
+                cost_model, upper, routes, workload, load.rate_per_s, slo,
+                seed=seeds[0], max_requests=profile_requests,
+            )  # fmt: skip
+            pools[key] = replace(got, cap_rps=got.cap_rps * headroom)
+            measured.add(key)
+
+    def solve(subset: Callable[[PoolCapacity], bool], limit: Mapping[str, int] | None) -> FleetPlan:
+        while True:  # lazy profiling: measured caps <= analytic caps, so this ends at the true optimum
+            plan = solve_fleet([p for p in pools.values() if subset(p)], demand, limit)
+            todo = [p.key for p, n, _ in plan.used() if n > 0 and p.key not in measured]
+            if not profile or not todo:
+                return plan
+            measure(todo)
+
+    baselines = {}
+    for target in sorted({p.target for p in found if not p.per_token and p.feasible}):
+        try:
+            baselines[target] = solve(_on_target(target), None).usd_per_hour
+        except InfeasibleError:
+            continue
+    plan = solve(lambda p: True, available)
     log: list[dict[str, Any]] = []
     checks: tuple[FleetCheck, ...] = ()
     for it in range(max_iterations):
@@ -297,10 +332,26 @@ def plan_capacity(
             }
         )
         if not misses:
-            return CapacityResult(plan, checks, True, tuple(log), analytic, baselines, profile, slo)
+            return CapacityResult(plan, routes, checks, True, tuple(log), analytic, baselines, load, slo)
         for key, att in misses.items():
-            cut = max(min_cut, (slo.attainment - att) / max(slo.attainment, 1e-9))
-            pools[key] = replace(pools[key], cap_rps=pools[key].cap_rps * (1.0 - min(cut, 0.5)))
+            pools[key] = _tightened(pools[key], plan, demand, att, slo, min_cut)
         if it + 1 < max_iterations:
-            plan = solve_fleet(list(pools.values()), demand, available)
-    return CapacityResult(plan, checks, False, tuple(log), analytic, baselines, profile, slo)
+            plan = solve(lambda p: True, available)
+    return CapacityResult(plan, routes, checks, False, tuple(log), analytic, baselines, load, slo)
+
+
+def _on_target(target: str) -> Callable[[PoolCapacity], bool]:
+    return lambda p: p.target == target
+
+
+def _tightened(
+    pool: PoolCapacity, plan: FleetPlan, demand: Mapping[str, float], att: float, slo: Slo, min_cut: float
+) -> PoolCapacity:
+    """Per-replica capacity below what the missed pool was given, so the next solve adds capacity there or
+    moves the load elsewhere."""
+    given = pool.cap_rps
+    for p, n, y in plan.used():
+        if p.key == pool.key and n > 0:
+            given = min(given, demand[p.tier] * y / n)
+    cut = min(max(min_cut, (slo.attainment - att) / max(slo.attainment, 1e-9)), 0.5)
+    return replace(pool, cap_rps=given * (1.0 - cut))

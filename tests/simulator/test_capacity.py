@@ -24,6 +24,7 @@ from simulator.capacity import (
     profile_workload,
     solve_fleet,
 )
+from simulator.capacity_check import cross_check
 from simulator.capacity_sim import plan_capacity, simulate_fleet
 from simulator.costmodel import CostModel
 from simulator.workload import PoissonWorkload, TokenDist
@@ -36,7 +37,7 @@ def cost_model() -> CostModel:
     return CostModel(load_catalog())
 
 
-def small_load(rate: float = 3.0, duration: float = 600.0) -> PoissonWorkload:
+def small_load(rate: float = 3.0, duration: float = 300.0) -> PoissonWorkload:
     return PoissonWorkload(
         input_tokens=TokenDist(600.0, 0.7),
         output_tokens=TokenDist(120.0, 0.7),
@@ -95,12 +96,16 @@ def test_milp_matches_brute_force(demand: float, caps: list[tuple[float, float]]
 def test_capacity_grows_with_a_looser_slo_and_vanishes_when_unreachable(cost_model: CostModel) -> None:
     prof = profile_workload(small_load(), seed=0)
     samples = class_samples(cost_model.catalog, prof, [Route("llama-3.1-8b", "single", 1.0)])
-    tight = {p.key: p for p in candidate_pools(cost_model, samples, Slo(1.0, 0.03), GPUS)}
-    loose = {p.key: p for p in candidate_pools(cost_model, samples, Slo(5.0, 0.2), GPUS)}
+    tight = {
+        p.key: p for p in candidate_pools(cost_model, samples, Slo(1.0, 0.03), GPUS, min_devices_only=True)
+    }
+    loose = {
+        p.key: p for p in candidate_pools(cost_model, samples, Slo(5.0, 0.2), GPUS, min_devices_only=True)
+    }
     assert tight.keys() == loose.keys()
     assert all(loose[k].cap_rps >= tight[k].cap_rps for k in tight)
     assert any(p.cap_rps > 0 for p in loose.values())
-    never = candidate_pools(cost_model, samples, Slo(1e-4, 1e-4), GPUS)
+    never = candidate_pools(cost_model, samples, Slo(1e-4, 1e-4), GPUS, min_devices_only=True)
     assert all(p.cap_rps == 0 and "misses the SLO" in p.reason for p in never)
 
 
@@ -129,7 +134,9 @@ def test_bad_policy_and_slo_name_the_field(cost_model: CostModel) -> None:
 def test_plan_is_confirmed_by_simulation(cost_model: CostModel) -> None:
     routes = [Route("llama-3.1-8b", "single", 0.7), Route("llama-3.1-8b", "cot", 0.3)]
     slo = Slo(ttft_s=1.5, tpot_s=0.05, attainment=0.95)
-    result = plan_capacity(cost_model, small_load(rate=8.0), routes, slo, targets=GPUS, seeds=(0, 1))
+    result = plan_capacity(
+        cost_model, small_load(rate=8.0), routes, slo, targets=GPUS, seeds=(0, 1), min_devices_only=True
+    )
     assert result.confirmed
     assert all(c.attainment >= slo.attainment for c in result.checks)
     assert all(p.attainment >= slo.attainment for c in result.checks for p in c.pools if p.requests >= 30)
@@ -137,6 +144,18 @@ def test_plan_is_confirmed_by_simulation(cost_model: CostModel) -> None:
     assert min(result.single_target_usd_per_hour.values()) >= result.analytic_usd_per_hour - 1e-9
     out = result.to_dict()
     assert out["confirmed"] and out["plan"]["pools"]
+    # measured capacities never exceed the analytic ones, so the measured plan costs at least as much
+    assert result.plan.usd_per_hour >= result.analytic_usd_per_hour - 1e-9
+    # the scenario simulator (a second code path) agrees that the fleet meets the SLO
+    workload = {
+        "kind": "poisson",
+        "rate_per_s": 8.0,
+        "duration_s": 300.0,
+        "input_tokens": {"median": 600.0, "sigma": 0.7},
+        "output_tokens": {"median": 120.0, "sigma": 0.7},
+    }
+    other = cross_check(result, cost_model, workload)
+    assert other["slo_attainment"] >= slo.attainment
 
 
 def test_an_undersized_fleet_misses_the_slo_in_simulation(cost_model: CostModel) -> None:
