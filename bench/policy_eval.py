@@ -108,7 +108,9 @@ def _print(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    parser.add_argument("--predictor", default="auto", help="auto | prior | difficulty")
+    parser.add_argument(
+        "--predictor", default="auto", help="auto | prior | difficulty | difficulty+interaction"
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-simulate", action="store_true")

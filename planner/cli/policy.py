@@ -53,7 +53,9 @@ def evaluate_policy(
     database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
     task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
-    predictor: Annotated[str, typer.Option(help="auto | prior | difficulty")] = "auto",
+    predictor: Annotated[
+        str, typer.Option(help="auto | prior | difficulty | difficulty+interaction")
+    ] = "auto",
     folds: Annotated[
         int, typer.Option(help="Cross-fitting folds (every query held out once); 1 = one held-out split.")
     ] = 5,

@@ -1,4 +1,11 @@
-"""Which forecaster the evaluation trains: the learned difficulty predictor when installed, else the prior."""
+"""Which forecaster the evaluation trains: the learned difficulty predictor when installed, else the prior.
+
+- `prior`: `models.baseline.PriorForecaster` (per-tier accuracy, query-blind);
+- `difficulty`: `models.predictor.DifficultyPredictor` as it is;
+- `difficulty+interaction`: the same with its (query x tier) interaction scaled per tier by the slope it shows
+  out of fold on the training runs (`planner.evaluation.interaction`);
+- `auto`: `difficulty` when installed, else `prior`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ class PredictorKind(StrEnum):
     AUTO = "auto"
     PRIOR = "prior"
     DIFFICULTY = "difficulty"
+    DIFFICULTY_INTERACTION = "difficulty+interaction"
 
 
 def fit_forecaster(
@@ -33,8 +41,16 @@ def fit_forecaster(
     try:
         from models.predictor import DifficultyPredictor
     except ImportError:
-        if kind is PredictorKind.DIFFICULTY:
+        if kind is not PredictorKind.AUTO:
             raise FailedPreconditionError("models.predictor.DifficultyPredictor is not installed") from None
         return PriorForecaster(dict(run_name_map)).fit(train)
-    model: Forecaster = DifficultyPredictor(run_name_map=dict(run_name_map)).fit(train)
-    return model
+
+    def difficulty(frame: pd.DataFrame) -> Forecaster:
+        model: Forecaster = DifficultyPredictor(run_name_map=dict(run_name_map)).fit(frame)
+        return model
+
+    if kind is PredictorKind.DIFFICULTY_INTERACTION:
+        from planner.evaluation.interaction import InteractionCalibrated
+
+        return InteractionCalibrated(difficulty).fit(train)
+    return difficulty(train)
