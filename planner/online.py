@@ -43,7 +43,7 @@ from planner.pacing import (
     release_unused,
     reserve_lease,
 )
-from planner.router import FastPricer, ShadowPrices, choose
+from planner.router import FastPricer, ShadowPrices, best, choose
 from planner.store.audit import DecisionRecord
 
 QUALITY_TOL = 1e-9
@@ -204,21 +204,23 @@ class OnlineRouter:
                 f"query {queries[row].query_id!r}: no option passes the guard rails "
                 f"({', '.join(v.field for v in empty_reason(masks, row))})"
             )
+        final_allowed = self._within_threshold(rails, arrays, allowed)
         pacer = self.book.get(tenant, budget, now)
+        # The reservoir includes this batch, so even a first batch is priced against the allowance.
+        pacer.observe(arrays.quality, arrays.usd, arrays.energy_j, final_allowed, now)
         prices = ShadowPrices() if call.fallback else pacer.prices
         if call.fallback:
             cheap = np.where(allowed, arrays.usd, np.inf)
             pick = allowed & (cheap <= cheap.min(axis=1, keepdims=True))
             choice = choose(arrays, pick, ShadowPrices(), self.pricer.group)
+            preferred = choice.chosen
         else:
-            choice = choose(arrays, allowed, prices, self.pricer.group)
-        escalated, esc_allowed = self._escalate(rails, arrays, allowed, choice.chosen)
-        final_allowed = allowed
-        preferred = choice.chosen.copy()
-        if escalated.any() and not call.fallback:
-            final_allowed = np.where(escalated[:, None], esc_allowed, allowed)
             choice = choose(arrays, final_allowed, prices, self.pricer.group)
-        pacer.observe(arrays.quality, arrays.usd, arrays.energy_j, final_allowed, now)
+            preferred = best(arrays, allowed, prices) if final_allowed is not allowed else choice.chosen
+        rows = np.arange(len(queries))
+        escalated = np.zeros(len(queries), bool)
+        if rails.escalate_above_usd > 0:
+            escalated = arrays.usd[rows, preferred] > rails.escalate_above_usd
         chosen = choice.chosen.copy()
         capped = np.zeros(len(queries), bool)
         if not call.dry_run:
@@ -229,17 +231,15 @@ class OnlineRouter:
             for i, q in enumerate(queries)
         ]  # fmt: skip
 
-    def _escalate(
-        self, rails: GuardRails, arrays: OptionArrays, allowed: np.ndarray, chosen: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows whose choice is above the escalation threshold, and the allowed mask within it."""
-        n = arrays.shape[0]
+    @staticmethod
+    def _within_threshold(rails: GuardRails, arrays: OptionArrays, allowed: np.ndarray) -> np.ndarray:
+        """The allowed options within the escalation threshold (rows with none keep all theirs: their choice
+        is flagged as escalated, not capped). Choosing among these equals choosing freely and capping the
+        rows whose choice is above the threshold."""
         if rails.escalate_above_usd <= 0:
-            return np.zeros(n, bool), allowed
+            return allowed
         within = allowed & (arrays.usd <= rails.escalate_above_usd)
-        over = arrays.usd[np.arange(n), chosen] > rails.escalate_above_usd
-        # Rows with nothing within the threshold keep their choice (flagged as escalated, not capped).
-        return over, np.where(within.any(axis=1, keepdims=True), within, allowed)
+        return np.where(within.any(axis=1, keepdims=True), within, allowed)
 
     async def _charge(
         self, pacer: Pacer, arrays: OptionArrays, allowed: np.ndarray, chosen: np.ndarray, capped: np.ndarray

@@ -171,6 +171,11 @@ def choose(
     )
 
 
+def best(arrays: OptionArrays, allowed: np.ndarray, prices: ShadowPrices) -> np.ndarray:
+    """Just the argmax of `choose` (index per query; meaningless where nothing is allowed)."""
+    return np.asarray(np.argmax(np.where(allowed, scores(arrays, prices), -np.inf), axis=1))
+
+
 def frontier_gain(arrays: OptionArrays, allowed: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """Slope of the efficient frontier just above each chosen option: max over dearer allowed options of
     (quality gain) / (extra USD), floored at 0."""
