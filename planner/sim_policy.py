@@ -13,19 +13,31 @@ guides the decision, as in production.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from models.api import Forecaster, Query
 from planner.catalog import Catalog, PriceModel
-from planner.errors import FailedPreconditionError
-from planner.options import OptionArrays, OptionSet
+from planner.errors import CatalogError, FailedPreconditionError
+from planner.options import OptionSet
 from simulator.costmodel import CostModel
 from simulator.policy import Assignment, OptionKey
 from simulator.workload import RequestChunk
 
+BATCH = 1024
+"""Requests priced at once (the option arrays are requests x options)."""
 TIE_BREAK = 1e-9
 """Quality per USD always charged, so equal-quality options resolve to the cheaper one."""
+
+
+@dataclass(frozen=True)
+class _Priced:
+    """The option figures the policy scores: (requests, options) arrays."""
+
+    quality: np.ndarray
+    usd: np.ndarray
+    latency_p90_s: np.ndarray
 
 
 class PlannerSimPolicy:
@@ -42,21 +54,17 @@ class PlannerSimPolicy:
         latency_slo_s: float = 0.0,
     ) -> None:
         self.forecaster = forecaster
-        full = OptionSet.build(catalog, cost_model, forecaster.tiers)
-        keep = [
-            i
-            for i, o in enumerate(full.options)
-            if catalog.target(o.target).price_model is PriceModel.PER_TOKEN or o.target in fleet_targets
-        ]
-        if not keep:
-            raise FailedPreconditionError(
-                f"the planner has no option on this fleet ({list(fleet_targets)}) or on a per-token service"
-            )
-        self.option_set = full
-        self.keep = np.asarray(keep, np.intp)
+        allowed = tuple(
+            t for t in catalog.targets if t.price_model is PriceModel.PER_TOKEN or t.name in fleet_targets
+        )
+        try:
+            self.option_set = OptionSet.build(replace(catalog, targets=allowed), cost_model, forecaster.tiers)
+        except (FailedPreconditionError, CatalogError) as exc:
+            where = f"this fleet ({list(fleet_targets)}) or a per-token service"
+            raise FailedPreconditionError(f"the planner has no option on {where}: {exc}") from None
         self._options = tuple(
             OptionKey(o.tier, o.strategy, o.target, catalog.target(o.target).region)
-            for o in (full.options[i] for i in keep)
+            for o in self.option_set.options
         )
         self.budget = float(budget_usd_per_request)
         self.slo = float(latency_slo_s)
@@ -66,22 +74,29 @@ class PlannerSimPolicy:
     def options(self) -> tuple[OptionKey, ...]:
         return self._options
 
-    def _arrays(self, chunk: RequestChunk) -> OptionArrays:
-        queries = [
-            Query(prompt_tokens=int(n), task=chunk.tasks[int(t)], tenant=chunk.tenants[int(g)])
-            for n, t, g in zip(chunk.input_tokens, chunk.task_index, chunk.tenant, strict=True)
-        ]
-        arrays = self.option_set.price(self.forecaster.forecast(queries))
-        return OptionArrays(**{k: getattr(arrays, k)[:, self.keep] for k in arrays.__dataclass_fields__})
+    def _arrays(self, chunk: RequestChunk) -> _Priced:
+        """Priced options for every request of a chunk, in batches of `BATCH` (bounded memory)."""
+        parts = []
+        for lo in range(0, len(chunk), BATCH):
+            sl = slice(lo, lo + BATCH)
+            queries = [
+                Query(prompt_tokens=int(n), task=chunk.tasks[int(t)], tenant=chunk.tenants[int(g)])
+                for n, t, g in zip(
+                    chunk.input_tokens[sl], chunk.task_index[sl], chunk.tenant[sl], strict=True
+                )
+            ]
+            a = self.option_set.price(self.forecaster.forecast(queries))
+            parts.append((a.quality, a.usd, a.latency_p90_s))
+        return _Priced(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
 
-    def _choose(self, a: OptionArrays, lam: float) -> np.ndarray:
+    def _choose(self, a: _Priced, lam: float) -> np.ndarray:
         score = a.quality - (lam + TIE_BREAK) * a.usd
         if self.slo > 0:
             late = a.latency_p90_s > self.slo
             score = np.where(late & ~late.all(axis=1, keepdims=True), -np.inf, score)
         return np.asarray(np.argmax(score, axis=1), np.int64)
 
-    def _price(self, a: OptionArrays) -> float:
+    def _price(self, a: _Priced) -> float:
         if self.budget <= 0:
             return 0.0
         rows = np.arange(a.usd.shape[0])
@@ -102,6 +117,7 @@ class PlannerSimPolicy:
     def assign(self, chunk: RequestChunk, rng: np.random.Generator) -> Assignment:
         a = self._arrays(chunk)
         if self.lam is None:
-            self.lam = self._price(a)
+            first = min(len(chunk), BATCH)
+            self.lam = self._price(_Priced(a.quality[:first], a.usd[:first], a.latency_p90_s[:first]))
         choice = self._choose(a, self.lam)
         return Assignment(choice, a.quality[np.arange(len(choice)), choice])

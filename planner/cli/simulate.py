@@ -3,8 +3,9 @@
 Several scenario files are simulated (replicates spread over local processes, or over a Ray cluster with
 `--ray-address` and the `distributed` extra) and compared side by side; `--report DIR` writes report.md,
 report.html, result.json and PNG plots there. `--runs FILE` fits the per-tier prior forecaster on a
-historical runs file to fill in each route's expected quality. With `--json` exactly one JSON object is
-printed: ``{"scenarios": [...], "report": path-or-null}``.
+historical runs file to fill in each route's expected quality; with `--policy planner` the planner decides
+every request instead of the scenario's routes (`planner.sim_policy`, in this process). With `--json`
+exactly one JSON object is printed: ``{"scenarios": [...], "report": path-or-null}``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.cli.app import app
-from planner.errors import PlannerError
+from planner.errors import InvalidArgumentError, PlannerError
 from simulator.report import HEADLINE, write_report
 from simulator.result import SimulationResult
 from simulator.scenario import Scenario, load_scenario
@@ -56,6 +57,36 @@ def _load(paths: list[Path], replicates: int | None, seed: int | None, runs: Pat
     return out
 
 
+def _planner_runs(
+    scenarios: list[Scenario], runs: Path | None, budget: float, slo: float
+) -> list[SimulationResult]:
+    """Simulate each scenario with the planner's decisions (prior forecaster fitted on `runs`), in process."""
+    from planner.sim_policy import PlannerSimPolicy
+    from planner.sim_quality import prior_from_runs
+    from simulator.costmodel import CostModel
+    from simulator.run import simulate as run_one
+
+    if runs is None:
+        raise InvalidArgumentError.for_field(
+            "runs", None, "--policy planner needs --runs FILE for its forecaster"
+        )
+    out = []
+    for sc in scenarios:
+        catalog = load_catalog(sc.catalog or None)
+        cost_model = CostModel(catalog)
+        policy = PlannerSimPolicy(
+            catalog,
+            cost_model,
+            prior_from_runs(runs, catalog),
+            [f.target for f in sc.fleet],
+            budget_usd_per_request=budget,
+            latency_slo_s=slo,
+        )
+        named = sc.model_copy(update={"name": f"{sc.name}+planner"})
+        out.append(run_one(named, catalog=catalog, cost_model=cost_model, policy=policy))
+    return out
+
+
 def _print(results: list[SimulationResult], report: Path | None) -> None:
     table = Table(title="simulation (mean over replicates)")
     table.add_column("metric")
@@ -84,13 +115,28 @@ def simulate(
     workers: Annotated[int, typer.Option(help="Local worker processes (1 = in this process).")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="Run replicates on this Ray cluster.")] = None,
     runs: Annotated[Path | None, typer.Option(help="Runs file for the routes' expected quality.")] = None,
+    policy: Annotated[
+        str, typer.Option(help="'fixed' (the scenario's routes) or 'planner' (decisions from --runs).")
+    ] = "fixed",
+    budget_usd_per_request: Annotated[
+        float, typer.Option(help="Planner policy: spend cap per request.")
+    ] = 0.0,
+    latency_slo_s: Annotated[float, typer.Option(help="Planner policy: p90 latency bound per option.")] = 0.0,
     html: Annotated[bool, typer.Option(help="Also write report.html.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
 ) -> None:
     """Simulate scenario files and compare them (spend, latency, SLO, energy, CO2, quality)."""
     try:
-        loaded = _load(scenarios, replicates, seed, runs)
-        results = run_sweep(loaded, workers=workers, ray_address=ray_address)
+        if policy not in ("fixed", "planner"):
+            raise InvalidArgumentError.for_field("policy", policy, "must be 'fixed' or 'planner'")
+        if policy == "planner":
+            results = _planner_runs(
+                _load(scenarios, replicates, seed, None), runs, budget_usd_per_request, latency_slo_s
+            )
+        else:
+            results = run_sweep(
+                _load(scenarios, replicates, seed, runs), workers=workers, ray_address=ray_address
+            )
         path = write_report(results, report, html_too=html) if report is not None else None
     except PlannerError as exc:
         if as_json:
