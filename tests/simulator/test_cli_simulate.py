@@ -38,3 +38,23 @@ def test_simulate_table_and_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2
     err = json.loads(res.stdout)
     assert err["error"] == "InvalidArgumentError" and "routes" in err["message"]
+
+
+def test_simulate_with_the_planner_policy(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from planner.catalog import load_catalog
+    from planner.demo import demo_records
+
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame(demo_records(load_catalog(), 200, seed=2)).to_csv(runs, index=False)
+    a = tmp_path / "a.toml"
+    a.write_text(SMALL_TOML.format(name="p", strategy="single"))
+    args = ["simulate", str(a), "--policy", "planner", "--runs", str(runs), "--replicates", "1", "--json"]
+    res = runner.invoke(app, [*args, "--budget-usd-per-request", "0.001"])
+    assert res.exit_code == 0, res.output
+    (s,) = json.loads(res.stdout)["scenarios"]
+    assert s["scenario"] == "p+planner"
+    assert 0 < s["metrics"]["expected_quality"]["mean"] <= 1
+    res = runner.invoke(app, ["simulate", str(a), "--policy", "planner", "--json"])
+    assert res.exit_code == 2 and "runs" in json.loads(res.stdout)["message"]
