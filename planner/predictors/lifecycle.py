@@ -2,7 +2,8 @@
 
 Blocking, side effects only through the store; used by both the CLI and `PredictorService`. A version id is
 the content hash of the training data (order-independent hash of the runs) and the training config (kind,
-task, split, seed, hyper-parameters, run-name -> tier map): training the same thing twice stores nothing new.
+task, split, seed, hyper-parameters, run-name -> tier map, package version): training the same thing twice
+stores nothing new.
 The stored artifact is the one trained on the training part of a query-level split; its held-out metrics are
 recorded with it.
 """
@@ -10,6 +11,7 @@ recorded with it.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import threading
@@ -150,9 +152,22 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def code_version() -> str:
+    """The installed package's version: a new release retrains what an old one trained on the same data."""
+    try:
+        return importlib.metadata.version("compute-planner")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def version_id(data_hash: str, config: TrainConfig, run_name_map: Mapping[str, str]) -> str:
     """The version of a predictor trained on data with `data_hash` under `config` (16 hex digits)."""
-    doc = {"data": data_hash, "config": config.to_dict(), "run_name_map": sorted(run_name_map.items())}
+    doc = {
+        "data": data_hash,
+        "config": config.to_dict(),
+        "run_name_map": sorted(run_name_map.items()),
+        "code": code_version(),
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
