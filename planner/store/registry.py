@@ -162,8 +162,8 @@ class PredictorRegistryStore:
             _promote(conn, version)
         return self.get(version, with_artifact=False)
 
-    def rollback(self, kind: str | None = None) -> PredictorVersion:
-        """Retire the promoted version and re-promote the one promoted before it (of `kind`, when given)."""
+    def rollback_target(self, kind: str | None = None) -> str | None:
+        """The version `rollback(kind)` would re-promote, or None."""
         c = PREDICTORS.c
         stmt = (
             select(c.version)
@@ -174,7 +174,13 @@ class PredictorRegistryStore:
         if kind is not None:
             stmt = stmt.where(c.kind == kind)
         with self.db.engine.connect() as conn:
-            previous = conn.execute(stmt).scalar_one_or_none()
+            found = conn.execute(stmt).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def rollback(self, kind: str | None = None) -> PredictorVersion:
+        """Retire the promoted version and re-promote the one promoted before it (of `kind`, when given)."""
+        c = PREDICTORS.c
+        previous = self.rollback_target(kind)
         if previous is None:
             what = "predictor" if kind is None else f"{kind!r} predictor"
             raise FailedPreconditionError(f"no previously promoted {what} to roll back to")
