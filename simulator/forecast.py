@@ -11,9 +11,10 @@ Models (`ForecastModel`):
 - `sarimax`: SARIMAX(1,1,1)(0,1,1,season) on log spend, intervals from `get_forecast`.
 - `seasonal_naive` / `naive`: the value one season (one period) ago; intervals from empirical quantiles of the
   in-sample seasonal differences, widened by sqrt(seasons ahead).
-`auto` takes `ets` with at least 3 seasons of history, `holt` with at least 10 periods, else the naive model
-(short histories). `backtest` refits at each origin of a rolling window and reports MAE, MAPE, empirical
-coverage of each interval level, and the same figures of the seasonal-naive baseline on the same folds.
+`auto` takes `ets` with at least 6 seasons of history, else `seasonal_naive` with at least a season + 2
+periods; without seasonality (`season` 1) `holt` from 10 periods; else `naive` (short histories).
+`backtest` refits at each origin of a rolling window and reports MAE, MAPE, empirical coverage of each
+interval level, and the same figures of the seasonal-naive baseline on the same folds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from scipy import stats
 from planner.errors import FieldViolation, InvalidArgumentError
 
 Intervals = dict[float, tuple[np.ndarray, np.ndarray]]
+AUTO_ETS_SEASONS = 6
+"""`auto` fits seasonal ETS from this many seasons of history on; below it the seasonal-naive model (with
+fewer, the ETS smoothing and damping parameters are poorly determined and its intervals too narrow: on the
+30-day demo history it backtested worse than seasonal naive, see bench/RESULTS.md)."""
 
 
 class ForecastModel(StrEnum):
@@ -108,8 +113,10 @@ def choose_model(n: int, season: int, model: ForecastModel = ForecastModel.AUTO)
     """The model `auto` resolves to for `n` periods of history (explicit choices need enough history too)."""
     seasonal = season > 1
     if model is ForecastModel.AUTO:
-        if seasonal and n >= 3 * season:
+        if seasonal and n >= AUTO_ETS_SEASONS * season:
             return ForecastModel.ETS
+        if seasonal and n >= season + 2:
+            return ForecastModel.SEASONAL_NAIVE
         if n >= 10:
             return ForecastModel.HOLT
         return ForecastModel.SEASONAL_NAIVE if seasonal and n >= season + 2 else ForecastModel.NAIVE

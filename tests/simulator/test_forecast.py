@@ -52,9 +52,10 @@ def test_backtest_reports_coverage_and_beats_seasonal_naive_on_a_trending_series
 
 
 def test_short_histories_fall_back_to_simpler_models() -> None:
-    assert choose_model(30, 7) is ForecastModel.ETS
-    assert choose_model(12, 7) is ForecastModel.HOLT
+    assert choose_model(42, 7) is ForecastModel.ETS
+    assert choose_model(30, 7) is ForecastModel.SEASONAL_NAIVE
     assert choose_model(9, 7) is ForecastModel.SEASONAL_NAIVE
+    assert choose_model(30, 1) is ForecastModel.HOLT
     assert choose_model(5, 7) is ForecastModel.NAIVE
     fc = forecast(synthetic_daily(5, seed=0).spend, 3)
     assert fc.model == "naive" and len(fc.mean) == 3
