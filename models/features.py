@@ -1,23 +1,28 @@
 """The query featuriser: what a scheduler knows at request time, as one dense numeric vector per query.
 
 Columns, in order:
-- text: word 1-2-gram TF-IDF of the prompt reduced by truncated SVD (`n_components`, nothing downloaded);
+- text: word 1-2-gram TF-IDF of the prompt (sublinear tf, l2 norm) projected by a truncated SVD fitted on the
+  training prompts (`n_components`; nothing is downloaded);
 - text statistics: lengths, counts of numbers, sentences, symbols (generic, not tuned to one task);
 - categories: one-hot `task=`, `tag=`, `tenant=` values seen at fit time (unseen values are all-zero);
 - numeric run features: the keys of `Query.features` seen at fit time (missing keys are 0 before scaling).
-  Dense columns are standardised with the training mean and deviation. The featuriser is fitted together with
-  the predictor and saved with it. `transform` is vectorised over a batch; `compile()` gives `FastFeaturizer`,
-  a plain-numpy path for one query without scikit-learn's per-call validation.
+
+Dense columns are standardised with the training mean and deviation. Fitting uses scikit-learn's
+TfidfVectorizer and TruncatedSVD; the fitted state kept is plain arrays (terms, idf, projection), so transform
+runs its own vectorised numpy/scipy path for a batch and for one query, without scikit-learn's per-call
+validation, and the artifact holds no scikit-learn object.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from itertools import pairwise, repeat
+from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -25,7 +30,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from models.api import Query
 
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+"""scikit-learn's default token pattern (the vocabulary is fitted with it)."""
+
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
 STAT_NAMES = (
     "log_chars",
     "log_words",
@@ -57,13 +66,12 @@ def text_stats(query: Query) -> list[float]:
     """Generic statistics of one prompt (see `STAT_NAMES`)."""
     text = query.prompt
     nums = _NUMBER.findall(text)
-    words = text.split()
+    n_words = len(text.split())
     n_chars = len(text)
-    max_num = max((_number_value(n) for n in nums), default=0.0)
-    digits = sum(ch.isdigit() for ch in text)
+    max_num = max(map(_number_value, nums), default=0.0)
     return [
         math.log1p(n_chars),
-        math.log1p(len(words)),
+        math.log1p(n_words),
         float(len(nums)),
         math.log1p(len(nums)),
         float(text.count(". ") + text.count("? ") + text.count("! ") + 1),
@@ -72,11 +80,11 @@ def text_stats(query: Query) -> list[float]:
         float(text.count("%")),
         float(text.count("$") + text.count("€") + text.count("£")),
         float(text.count("/")),
-        digits / max(1, n_chars),
+        sum(map(text.count, "0123456789")) / max(1, n_chars),
         float(text.count("?")),
         float(text.count("\n")),
-        float(sum(text.count(c) for c in "{}()[]=;<>")),
-        (n_chars - len(words)) / max(1, len(words)),
+        float(sum(map(text.count, "{}()[]=;<>"))),
+        (n_chars - n_words) / max(1, n_words),
         math.log1p(query.input_tokens),
     ]
 
@@ -85,10 +93,16 @@ def _categories(query: Query) -> list[str]:
     return [f"task={query.task}", f"tenant={query.tenant}", *(f"tag={t}" for t in query.tags)]
 
 
+def _terms(text: str) -> list[str]:
+    """Word unigrams and bigrams exactly as TfidfVectorizer(ngram_range=(1, 2)) analyses them."""
+    words = TOKEN.findall(text.lower())
+    return [*words, *map(" ".join, pairwise(words))]
+
+
 def _fit_text(
     texts: list[str], n_components: int, max_features: int, seed: int
-) -> tuple[TfidfVectorizer | None, TruncatedSVD | None]:
-    """TF-IDF + SVD fitted on the training prompts, or (None, None) when they carry too few terms."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(terms, idf, projection) of a TF-IDF + SVD fitted on the prompts; empty arrays when too few terms."""
     for min_df in (2, 1):
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, max_features=max_features)
         try:
@@ -98,16 +112,16 @@ def _fit_text(
         k = min(n_components, tfidf.shape[1] - 1, len(texts) - 1)
         if k < 1:
             continue
-        svd = TruncatedSVD(n_components=k, random_state=seed)
-        svd.fit(tfidf)
-        if hasattr(vec, "stop_words_"):
-            delattr(vec, "stop_words_")  # introspection only; can hold every pruned term (megabytes)
-        return vec, svd
-    return None, None
-
-
-def _no_terms(text: str) -> list[str]:
-    return []
+        svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
+        terms = np.empty(len(vec.vocabulary_), dtype=object)
+        for term, j in vec.vocabulary_.items():
+            terms[j] = term
+        return (
+            terms.astype(str),
+            np.asarray(vec.idf_, dtype=float),
+            np.asarray(svd.components_.T, dtype=float),
+        )
+    return np.zeros(0, dtype=str), np.zeros(0), np.zeros((0, 0))
 
 
 class QueryFeaturizer(BaseEstimator, TransformerMixin):
@@ -120,10 +134,10 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
 
     def fit(self, queries: Sequence[Query], y: object = None) -> QueryFeaturizer:
         texts = [q.prompt for q in queries]
-        self.vectorizer_, self.svd_ = _fit_text(
+        self.terms_, self.idf_, self.projection_ = _fit_text(
             texts, self.n_components, self.max_text_features, self.random_state
         )
-        text = self._text(texts)
+        self.n_text_ = self.projection_.shape[1]
         cats: dict[str, int] = {}
         numeric: dict[str, int] = {}
         for q in queries:
@@ -133,120 +147,98 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
                 numeric.setdefault(key, len(numeric))
         self.categories_ = cats
         self.numeric_keys_ = numeric
-        dense = np.hstack([text, self._rest(queries)])
+        self.mean_ = np.zeros(0)
+        self.scale_ = np.zeros(0)
+        dense = self._dense(queries)
         self.mean_ = dense.mean(axis=0)
-        self.scale_ = dense.std(axis=0)
-        self.scale_[self.scale_ < 1e-9] = 1.0
-        self.n_text_ = text.shape[1]
+        scale = dense.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        self.scale_ = scale
         self.n_features_out_ = dense.shape[1]
         return self
 
-    def _text(self, texts: list[str]) -> np.ndarray:
-        if self.vectorizer_ is None or self.svd_ is None:
-            return np.zeros((len(texts), 0))
-        return np.asarray(self.svd_.transform(self.vectorizer_.transform(texts)), dtype=float)
-
-    def _rest(self, queries: Sequence[Query]) -> np.ndarray:
-        stats = np.array([text_stats(q) for q in queries], dtype=float).reshape(len(queries), len(STAT_NAMES))
-        cats = np.zeros((len(queries), len(self.categories_)))
-        nums = np.zeros((len(queries), len(self.numeric_keys_)))
-        for i, q in enumerate(queries):
-            for c in _categories(q):
-                j = self.categories_.get(c)
-                if j is not None:
-                    cats[i, j] = 1.0
-            for key, value in q.features.items():
-                j = self.numeric_keys_.get(key)
-                if j is not None and math.isfinite(value):
-                    nums[i, j] = value
-        return np.hstack([stats, cats, nums])
-
     def transform(self, queries: Sequence[Query]) -> np.ndarray:
+        """Standardised features, shape (len(queries), n_features_out_)."""
         check_is_fitted(self, "mean_")
-        text = self._text([q.prompt for q in queries])
-        dense = np.hstack([text, self._rest(queries)])
-        return (dense - self.mean_) / self.scale_
+        return (self._dense(queries) - self.mean_) / self.scale_
+
+    def transform_one(self, query: Query) -> np.ndarray:
+        """The same as `transform([query])[0]`, on the hot path (no validation, no sparse matrices)."""
+        vocab = self._vocabulary()
+        counts: dict[int, int] = {}
+        for term in _terms(query.prompt):
+            j = vocab.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        text = np.zeros(self.n_text_)
+        if counts:
+            idx = np.fromiter(counts.keys(), dtype=int, count=len(counts))
+            w = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * self.idf_[idx]
+            text = (w / math.sqrt(float(w @ w))) @ self.projection_[idx]
+        cats, nums = self._side(query)
+        dense = np.concatenate([text, text_stats(query), cats, nums])
+        return np.asarray((dense - self.mean_) / self.scale_)
 
     def feature_names(self) -> list[str]:
         check_is_fitted(self, "mean_")
         cats = sorted(self.categories_, key=self.categories_.__getitem__)
         nums = sorted(self.numeric_keys_, key=self.numeric_keys_.__getitem__)
-        return (
-            [f"svd{i}" for i in range(self.n_text_)]
-            + list(STAT_NAMES)
-            + cats
-            + [f"feature:{k}" for k in nums]
+        text = [f"svd{i}" for i in range(self.n_text_)]
+        return text + list(STAT_NAMES) + cats + [f"feature:{k}" for k in nums]
+
+    # ---- internals --------------------------------------------------------------------------------------
+    def _vocabulary(self) -> dict[str, int]:
+        vocab: dict[str, int] | None = self.__dict__.get("_vocab")
+        if vocab is None:
+            vocab = {str(t): j for j, t in enumerate(self.terms_)}
+            self.__dict__["_vocab"] = vocab
+        return vocab
+
+    def _text(self, texts: Sequence[str]) -> np.ndarray:
+        """TF-IDF (sublinear, l2) x projection for a batch, as one sparse product."""
+        if self.n_text_ == 0:
+            return np.zeros((len(texts), 0))
+        get = self._vocabulary().get
+        ids: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            terms = _terms(text)
+            lengths[i] = len(terms)
+            ids.extend(map(get, terms, repeat(-1)))
+        cols = np.asarray(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        known = cols >= 0
+        counts = sparse.csr_matrix(
+            (np.ones(int(known.sum())), (rows[known], cols[known])), shape=(len(texts), len(self.terms_))
         )
+        counts.sum_duplicates()
+        counts.data = (1.0 + np.log(counts.data)) * self.idf_[counts.indices]
+        norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+        out = np.asarray(counts @ self.projection_)
+        return out / np.where(norms > 0, norms, 1.0)[:, None]
 
-    def compile(self) -> FastFeaturizer:
-        """A plain-numpy featuriser with the same output as `transform`, for one query at a time."""
-        check_is_fitted(self, "mean_")
-        vec, svd = self.vectorizer_, self.svd_
-        if vec is None or svd is None:
-            return FastFeaturizer(
-                analyzer=_no_terms,
-                vocabulary={},
-                idf=np.zeros(0),
-                projection=np.zeros((0, 0)),
-                categories=dict(self.categories_),
-                numeric_keys=dict(self.numeric_keys_),
-                mean=self.mean_.copy(),
-                scale=self.scale_.copy(),
-            )
-        vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
-        proj = np.zeros((len(vocab), self.n_text_))
-        cols = np.fromiter(vocab.values(), dtype=int, count=len(vocab))
-        proj[cols] = svd.components_.T[cols]
-        return FastFeaturizer(
-            analyzer=vec.build_analyzer(),
-            vocabulary=vocab,
-            idf=np.asarray(vec.idf_, dtype=float),
-            projection=proj,
-            categories=dict(self.categories_),
-            numeric_keys=dict(self.numeric_keys_),
-            mean=self.mean_.copy(),
-            scale=self.scale_.copy(),
-        )
-
-
-@dataclass(frozen=True)
-class FastFeaturizer:
-    """The fitted featuriser as plain dictionaries and arrays (sublinear TF-IDF, l2 norm, SVD projection)."""
-
-    analyzer: Callable[[str], list[str]]
-    vocabulary: dict[str, int]
-    idf: np.ndarray
-    projection: np.ndarray
-    categories: dict[str, int]
-    numeric_keys: dict[str, int]
-    mean: np.ndarray
-    scale: np.ndarray
-
-    def text_vector(self, prompt: str) -> np.ndarray:
-        counts: dict[int, int] = {}
-        vocab = self.vocabulary
-        for term in self.analyzer(prompt):
-            j = vocab.get(term)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts or self.projection.shape[1] == 0:
-            return np.zeros(self.projection.shape[1])
-        idx = np.fromiter(counts.keys(), dtype=int, count=len(counts))
-        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))
-        w = tf * self.idf[idx]
-        w /= np.sqrt(w @ w)
-        return w @ self.projection[idx]
-
-    def transform_one(self, query: Query) -> np.ndarray:
-        cats = np.zeros(len(self.categories))
+    def _side(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
+        cats = np.zeros(len(self.categories_))
         for c in _categories(query):
-            j = self.categories.get(c)
+            j = self.categories_.get(c)
             if j is not None:
                 cats[j] = 1.0
-        nums = np.zeros(len(self.numeric_keys))
+        nums = np.zeros(len(self.numeric_keys_))
         for key, value in query.features.items():
-            j = self.numeric_keys.get(key)
+            j = self.numeric_keys_.get(key)
             if j is not None and math.isfinite(value):
                 nums[j] = value
-        dense = np.concatenate([self.text_vector(query.prompt), text_stats(query), cats, nums])
-        return (dense - self.mean) / self.scale
+        return cats, nums
+
+    def _dense(self, queries: Sequence[Query]) -> np.ndarray:
+        n = len(queries)
+        stats = np.array([text_stats(q) for q in queries], dtype=float).reshape(n, len(STAT_NAMES))
+        side = [self._side(q) for q in queries]
+        cats = np.array([c for c, _ in side], dtype=float).reshape(n, len(self.categories_))
+        nums = np.array([v for _, v in side], dtype=float).reshape(n, len(self.numeric_keys_))
+        return np.hstack([self._text([q.prompt for q in queries]), stats, cats, nums])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_vocab", None)
+        return state

@@ -13,6 +13,7 @@ arrays, no scikit-learn validation per call.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,11 +23,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models.api import Forecast, Query
-from models.data import PLAIN_STRATEGY, index_of, plain_runs, prepare_runs, queries_from_frame, query_keys
-from models.features import FastFeaturizer, QueryFeaturizer
-from models.response import StrategyEvidence, collect_evidence, fit_offset
-from models.strategies import CorrelationFit, expected_quality, fit_correlation
-from models.success import Calibrator, Cells, SuccessModel, fit_calibrator, sigmoid
+from models.data import index_of, plain_runs, prepare_runs, queries_from_frame, query_keys
+from models.design import build_design, task_index
+from models.features import QueryFeaturizer
+from models.hotpath import CompiledPredictor, strategy_key, with_offset
+from models.recalibrate import fit_tier_platt
+from models.response import collect_evidence, fit_offset
+from models.strategies import expected_quality, fit_correlation
+from models.success import SuccessModel
 from models.tokens import Z90, TokenModel
 from planner.catalog import Strategy
 from planner.errors import InvalidArgumentError
@@ -35,9 +39,6 @@ Progress = Callable[[float, str], None]
 
 MIN_RECALIBRATION_RUNS = 20
 """Fewer runs than this cannot recalibrate anything honestly."""
-
-ISOTONIC_RECALIBRATION_RUNS = 2000
-"""From this many runs on, recalibration may pick isotonic; below it only Platt (two parameters) is tried."""
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -79,47 +80,33 @@ class DifficultyPredictor(BaseEstimator):
         report = progress or _no_progress
         report(0.0, "preparing runs")
         frame = prepare_runs(runs, self.run_name_map)
-        plain = plain_runs(frame)
-        queries = queries_from_frame(frame)
-        keys = query_keys(frame)
-        vocabulary = list(dict.fromkeys(keys))
-        self.tiers_ = tuple(sorted(frame["tier"].unique()))
-        self.tasks_ = tuple(sorted(frame["task"].unique()))
-        report(0.1, f"featurising {len(queries)} queries")
-        self.featurizer_ = QueryFeaturizer(
+        report(0.1, f"featurising {frame['query_id'].nunique()} queries")
+        featurizer = QueryFeaturizer(
             n_components=self.n_components,
             max_text_features=self.max_text_features,
             random_state=self.random_state,
-        ).fit(queries)
-        x = self.featurizer_.transform(queries)
-        is_plain = (frame["strategy"] == PLAIN_STRATEGY).to_numpy() if len(plain) < len(frame) else None
-        mask = np.ones(len(frame), dtype=bool) if is_plain is None else is_plain
-        cells = Cells(
-            query=index_of(keys[mask], vocabulary),
-            tier=index_of(plain["tier"], self.tiers_),
-            task=index_of(plain["task"], self.tasks_),
-            score=plain["score"].to_numpy(float),
         )
+        d = build_design(frame, featurizer)
+        self.featurizer_, self.tiers_, self.tasks_ = featurizer, d.tiers, d.tasks
+        cells = d.cells
         report(0.3, f"fitting success model on {len(cells.score)} runs x {len(self.tiers_)} tiers")
         self.success_ = SuccessModel(
             calibration=self.calibration,
             mf_rank=self.mf_rank,
             mf_weight=self.mf_weight,
             random_state=self.random_state,
-        ).fit(x, cells, len(self.tiers_), len(self.tasks_))
+        ).fit(d.x, cells, len(self.tiers_), len(self.tasks_))
         report(0.8, "fitting token model")
-        self.tokens_ = TokenModel().fit(
-            x, cells.query, cells.tier, plain["output_tokens"].to_numpy(float), len(self.tiers_)
-        )
+        tokens = frame["output_tokens"].to_numpy(float)[d.plain]
+        self.tokens_ = TokenModel().fit(d.x, cells.query, cells.tier, tokens, len(self.tiers_))
         report(0.9, "fitting strategy response")
-        p_rows = self.success_.predict_proba_matrix(x, self._task_index(queries))
-        self.correlation_ = fit_correlation(plain, p_rows[cells.query, cells.tier])
-        all_q = index_of(keys, vocabulary)
-        all_t = index_of(frame["tier"], self.tiers_)
-        rho = self.correlation_.for_tiers(self.tiers_)
-        self.evidence_ = collect_evidence(frame, p_rows[all_q, all_t], rho[all_t], self.random_state)
+        p_rows = self.success_.predict_proba_matrix(d.x, task_index(self.tasks_, d.queries))
+        self.correlation_ = fit_correlation(frame[d.plain], p_rows[cells.query, cells.tier])
+        rho = self.correlation_.for_tiers(self.tiers_)[d.run_tier]
+        p_all = p_rows[d.run_query, d.run_tier]
+        self.evidence_ = collect_evidence(frame, p_all, rho, self.random_state)
+        self.n_queries_ = len(d.queries)
         self.n_runs_ = len(frame)
-        self.n_queries_ = len(queries)
         self._compile()
         report(1.0, "done")
         return self
@@ -127,8 +114,10 @@ class DifficultyPredictor(BaseEstimator):
     def recalibrate(self, runs: pd.DataFrame) -> DifficultyPredictor:
         """Refit only the probability calibrator (and the token scale) on runs of a new task; returns self.
 
-        The featuriser, success core and token slopes stay as trained; a small sample (about 200 plain runs on
-        known tiers) is enough for the two-parameter Platt map chosen below ~2,000 runs.
+        The featuriser, success core and token slopes stay as trained; the calibrator becomes a Platt map with
+        shrunk per-tier offsets (`models.recalibrate`), for which about 200 plain runs on known tiers suffice;
+        output tokens get one log-scale shift (median log ratio). Parts shared with the original fit are
+        copied, not mutated.
         """
         check_is_fitted(self, "success_")
         frame = plain_runs(prepare_runs(runs, self.run_name_map))
@@ -147,12 +136,13 @@ class DifficultyPredictor(BaseEstimator):
         q, t = index_of(keys, vocabulary), index_of(frame["tier"], self.tiers_)
         rows = z[q, t]
         score = frame["score"].to_numpy(float)
-        method = "isotonic" if len(frame) >= ISOTONIC_RECALIBRATION_RUNS else "platt"
-        self.success_.calibrator_ = fit_calibrator(method, rows, score)
+        self.success_ = copy.copy(self.success_)  # never mutate parts shared with the original fit
+        self.success_.calibrator_ = fit_tier_platt(rows, t, score, len(self.tiers_))
         tokens = frame["output_tokens"].to_numpy(float)
         ok = np.isfinite(tokens) & (tokens > 0)
         if ok.sum() >= MIN_RECALIBRATION_RUNS:
             shift = float(np.median(np.log(tokens[ok]) - self.tokens_.log_mean(x)[q[ok], t[ok]]))
+            self.tokens_ = copy.copy(self.tokens_)
             self.tokens_.c_ = self.tokens_.c_ + shift
         self.recalibrated_on_ = len(frame)
         self._compile()
@@ -179,71 +169,52 @@ class DifficultyPredictor(BaseEstimator):
         )
 
     def quality(self, forecast: Forecast, strategy: Strategy) -> np.ndarray:
-        """Expected P(correct) of `strategy` per (query, tier) of `forecast`: closed form with the fitted
+        """Expected P(correct) of `strategy` per (query, tier) of `forecast`: the closed form with the fitted
         intra-query correlation, corrected by the logit offset fitted from logged runs of the strategy."""
         check_is_fitted(self, "correlation_")
         rho = self.correlation_.for_tiers(forecast.tiers)
-        q = expected_quality(forecast.p_correct, strategy, rho)
-        offset = self.strategy_offset(strategy)
-        if offset == 0.0:
-            return q
-        z = np.log(np.clip(q, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(q, 1e-6, 1 - 1e-6))
-        return sigmoid(z + offset)
+        return with_offset(
+            expected_quality(forecast.p_correct, strategy, rho), self.strategy_offset(strategy)
+        )
 
     def strategy_offset(self, strategy: Strategy) -> float:
         """The fitted logit correction for `strategy` (0.0 when the runs hold no runs of it)."""
         check_is_fitted(self, "evidence_")
-        key = (
-            strategy.name,
-            strategy.kind.value,
-            strategy.samples,
-            strategy.serial_steps,
-            strategy.verifier_accuracy,
-        )
         cache: dict[tuple[Any, ...], float] = self.__dict__.setdefault("_offset_cache", {})
+        key = strategy_key(strategy)
         if key not in cache:
             ev = self.evidence_.get(strategy.name)
             cache[key] = 0.0 if ev is None else fit_offset(ev, strategy)
         return cache[key]
 
     def score_one(self, query: Query, strategies: Sequence[Strategy] = ()) -> dict[str, np.ndarray]:
-        """The hot path for one request: p_correct, p50, p90 over tiers and, per strategy name, its
-        quality."""
-        fast: _Compiled = self.__dict__.get("_fast") or self._compile()
-        x = fast.features.transform_one(query)
-        z = fast.logits(x, self._task_of(query.task))
-        p = self.success_.calibrator_.apply(z)
-        mu = float(x @ fast.token_w) + fast.token_c
-        out = {
-            "p_correct": p,
-            "output_tokens_p50": np.exp(mu),
-            "output_tokens_p90": np.exp(mu + fast.token_z90),
-        }
-        for s in strategies:
-            out[s.name] = self._quality_row(p, s, fast.rho)
-        return out
+        """The hot path for one request: arrays over tiers of p_correct, output_tokens_p50/p90 and, under
+        each strategy's name, its expected quality (interpolated from a precomputed table, within 1e-4 of
+        `quality`). Plain numpy on compiled arrays: no scikit-learn validation per call."""
+        fast: CompiledPredictor | None = self.__dict__.get("_fast")
+        if fast is None:
+            fast = self._compile()
+        return fast.score(query, strategies)
 
     # ---- internals --------------------------------------------------------------------------------------
-    def _quality_row(self, p: np.ndarray, strategy: Strategy, rho: np.ndarray) -> np.ndarray:
-        q = expected_quality(p, strategy, rho)
-        offset = self.strategy_offset(strategy)
-        if offset == 0.0:
-            return q
-        qc = np.clip(q, 1e-6, 1 - 1e-6)
-        return sigmoid(np.log(qc) - np.log1p(-qc) + offset)
-
-    def _task_of(self, task: str) -> int:
-        tasks = self.tasks_
-        return tasks.index(task) if task in tasks else -1
-
     def _task_index(self, queries: Sequence[Query]) -> np.ndarray:
-        lookup = {t: i for i, t in enumerate(self.tasks_)}
-        return np.array([lookup.get(q.task, -1) for q in queries], dtype=int)
+        return task_index(self.tasks_, queries)
 
-    def _compile(self) -> _Compiled:
-        fast = _Compiled.build(self)
-        self.__dict__["_fast"] = fast
+    def _compile(self) -> CompiledPredictor:
+        check_is_fitted(self, "success_")
         self.__dict__["_offset_cache"] = {}
+        fast = CompiledPredictor(
+            featurizer=self.featurizer_,
+            core=self.success_.core_,
+            calibrator=self.success_.calibrator_,
+            tasks={t: i for i, t in enumerate(self.tasks_)},
+            token_w=self.tokens_.w_,
+            token_c=self.tokens_.c_,
+            token_z90=Z90 * self.tokens_.sigma_,
+            rho=self.correlation_.for_tiers(self.tiers_),
+            offset=self.strategy_offset,
+        )
+        self.__dict__["_fast"] = fast
         return fast
 
     def __getstate__(self) -> dict[str, Any]:
@@ -251,27 +222,3 @@ class DifficultyPredictor(BaseEstimator):
         state.pop("_fast", None)
         state.pop("_offset_cache", None)
         return state
-
-
-class _Compiled:
-    """Plain arrays of a fitted predictor for the one-query hot path (rebuilt after fit, load,
-    recalibrate)."""
-
-    def __init__(self, features: FastFeaturizer, predictor: DifficultyPredictor) -> None:
-        core = predictor.success_.core_
-        self.features = features
-        self.core = core
-        self.token_w = predictor.tokens_.w_
-        self.token_c = predictor.tokens_.c_
-        self.token_z90 = Z90 * predictor.tokens_.sigma_
-        self.rho = predictor.correlation_.for_tiers(predictor.tiers_)
-
-    @classmethod
-    def build(cls, predictor: DifficultyPredictor) -> _Compiled:
-        return cls(predictor.featurizer_.compile(), predictor)
-
-    def logits(self, x: np.ndarray, task: int) -> np.ndarray:
-        return self.core.logits(x[None, :], np.array([task]))[0]
-
-
-__all__ = ["Calibrator", "CorrelationFit", "DifficultyPredictor", "StrategyEvidence"]

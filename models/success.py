@@ -46,17 +46,23 @@ class Cells:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """A monotone map of the raw logit: 'none', 'platt' (a * z + b) or 'isotonic' (interpolated steps on
-    p)."""
+    """A monotone map of the raw logit: 'none', 'platt' (a * z + b) or 'isotonic' (interpolated steps on p).
+
+    `tier_shift` (per tier, Platt only) is added to a * z + b when `z` is a (queries, tiers) matrix: the
+    per-tier offsets a recalibration on a new task may fit (`models.recalibrate`)."""
 
     method: str = "none"
     a: float = 1.0
     b: float = 0.0
     x: np.ndarray | None = None
     y: np.ndarray | None = None
+    tier_shift: np.ndarray | None = None
 
     def apply(self, z: np.ndarray) -> np.ndarray:
         if self.method == "platt":
+            shift = self.tier_shift
+            if shift is not None and z.ndim >= 1 and z.shape[-1] == len(shift):
+                return sigmoid(self.a * z + self.b + shift)
             return sigmoid(self.a * z + self.b)
         p = sigmoid(z)
         if self.method == "isotonic" and self.x is not None and self.y is not None:
