@@ -4,6 +4,7 @@ refuted) by the discrete-event simulation."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -175,3 +176,18 @@ def test_profile_reads_the_rate_of_the_workload() -> None:
     prof = profile_workload(small_load(rate=5.0, duration=400.0), seed=3)
     assert prof.rate_per_s == pytest.approx(5.0, rel=0.15)
     assert np.all(prof.input_tokens >= 1)
+
+
+def test_cli_capacity_plan_prints_one_json_object() -> None:
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    args = ["capacity", "plan", "--route", "llama-3.1-8b:single:1", "--rate", "4", "--duration", "200",
+            "--target", "H100-SXM5-80GB", "--seeds", "1", "--json"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["confirmed"] and out["plan"]["devices"]["H100-SXM5-80GB"] >= 1
+    bad = CliRunner().invoke(app, ["capacity", "plan", "--route", "nope:single:1", "--json"])
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["error"] == "InvalidArgumentError"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,18 @@ def test_azure_trace_is_short_and_aggregates_per_minute(shared_data: Path, cost_
     assert (hist.spend > 0).all()
     bt = backtest(hist.spend, 5, (0.8, 0.95), season=1, folds=4, min_train=20)
     assert bt.folds == 4 and 0 <= bt.coverage[0.95] <= 1
+
+
+def test_cli_forecast_prints_one_json_object() -> None:
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    args = ["forecast", "--synthetic", "--days", "70", "--horizon", "7", "--folds", "3", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["forecast"]["model"] == "ets" and len(out["forecast"]["points"]) == 7
+    assert set(out["backtest"]["coverage"]) == {"0.8", "0.9", "0.95"}
+    bad = CliRunner().invoke(app, ["forecast", "--synthetic", "--horizon", "0", "--json"])
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["error"] == "InvalidArgumentError"
