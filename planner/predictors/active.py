@@ -6,6 +6,9 @@ missing predictor.
 on the event loop and in worker threads); a reader that needs both takes `state.extras["predictor"]`, an
 `ActivePredictor` swapped in one assignment. Callables in `state.extras["predictor_listeners"]` are called
 with the new `ActivePredictor` after each swap (e.g. to rebuild cached option tables).
+
+`watch_registry` polls the store for the promoted version so that a promotion made elsewhere (the CLI, another
+replica's RPC) reaches every server within one poll interval.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from planner.predictors.lifecycle import TrainConfig, train_predictor
 from planner.store import Database, PredictorRegistryStore, RunStore
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_POLL_S = 5.0
+"""Registry poll interval when `Settings` has no `predictor_poll_s` (0 disables polling)."""
 
 EXTRAS_KEY = "predictor"
 LISTENERS_KEY = "predictor_listeners"
@@ -89,3 +95,39 @@ async def load_active_predictor(state: Any) -> ActivePredictor | None:
     if active is not None:
         log.info("predictor.active", version=active.version, kind=active.kind)
     return active
+
+
+def poll_interval(settings: Any) -> float:
+    return float(getattr(settings, "predictor_poll_s", DEFAULT_POLL_S))
+
+
+def _load_promoted(db: Database, known: str) -> ActivePredictor | None:
+    """The promoted version when it differs from `known` (loaded), else None."""
+    stored = PredictorRegistryStore(db).promoted()
+    if stored is None or stored.version == known:
+        return None
+    return ActivePredictor(stored.version, stored.kind, spec_for(stored.kind).loads(stored.artifact))
+
+
+async def sync_with_registry(state: Any, swap_lock: asyncio.Lock) -> bool:
+    """Install the store's promoted version if it is not the active one; whether a swap happened."""
+    loop = asyncio.get_running_loop()
+    version = await loop.run_in_executor(state.executor, PredictorRegistryStore(state.db).promoted_version)
+    if version is None or version == state.predictor_version:
+        return False
+    async with swap_lock:  # re-read under the lock: an RPC promote may have swapped meanwhile
+        active = await loop.run_in_executor(state.executor, _load_promoted, state.db, state.predictor_version)
+        install(state, active)
+    if active is not None:
+        log.info("predictor.synced", version=active.version, kind=active.kind)
+    return active is not None
+
+
+async def watch_registry(state: Any, swap_lock: asyncio.Lock, interval_s: float) -> None:
+    """Forever: every `interval_s`, `sync_with_registry` (errors are logged, never raised)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await sync_with_registry(state, swap_lock)
+        except Exception as exc:  # a store hiccup or a bad artifact must not end the watcher
+            log.warning("predictor.sync_failed", error=str(exc))

@@ -33,6 +33,7 @@ from planner.predictors import (
     rollback_version,
     train_predictor,
 )
+from planner.predictors.active import poll_interval, watch_registry
 from planner.servicers.state import ServiceState
 from planner.store import Database, PredictorVersion
 from planner.v1 import predictors_pb2 as pb
@@ -107,6 +108,24 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
         """Serialises promote / roll-back / post-training swaps of the active predictor."""
         self._train_lock = asyncio.Lock()
         """One training job at a time per server (each holds a worker thread and much memory)."""
+        self._watcher = self._start_watcher()
+
+    def _start_watcher(self) -> asyncio.Task[None] | None:
+        """Poll the registry so promotions made elsewhere (CLI, other replicas) reach this server."""
+        interval = poll_interval(self.state.settings)
+        if self.state.db is None or interval <= 0:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # built outside a running loop (tests of the servicer alone)
+            return None
+        task = loop.create_task(watch_registry(self.state, self._swap_lock, interval))
+
+        def stop() -> None:
+            task.cancel()
+
+        self.state.closers.append(stop)
+        return task
 
     def _db(self) -> Database:
         if self.state.db is None:

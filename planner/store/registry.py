@@ -155,6 +155,13 @@ class PredictorRegistryStore:
             version = conn.execute(stmt.limit(1)).scalar_one_or_none()
         return None if version is None else self.get(version)
 
+    def promoted_version(self) -> str | None:
+        """Only the id of the promoted version (a cheap query, for polling)."""
+        stmt = select(PREDICTORS.c.version).where(PREDICTORS.c.status == PredictorStatus.PROMOTED.value)
+        with self.db.engine.connect() as conn:
+            found = conn.execute(stmt.limit(1)).scalar_one_or_none()
+        return None if found is None else str(found)
+
     def promote(self, version: str) -> PredictorVersion:
         """Make `version` the promoted one; the previously promoted one (of any kind) is retired."""
         self.get(version, with_artifact=False)  # NotFoundError for an unknown version

@@ -19,6 +19,9 @@ from models.api import Query
 from planner.catalog import load_catalog
 from planner.cli import app
 from planner.demo import seed_demo
+from planner.predictors import TrainConfig, promote_version, train_predictor
+from planner.predictors import active as active_module
+from planner.predictors.active import sync_with_registry
 from planner.server import create_server, stop_server
 from planner.settings import Settings
 from planner.store import Database
@@ -226,3 +229,24 @@ async def test_cli_promote_and_rollback_through_a_running_server_hot_swap_it(
     assert state.predictor_version == boot  # type: ignore[attr-defined]
     code, error = await cli("predictors", "promote", "0123456789abcdef")
     assert code == 2 and error["error"] == "NOT_FOUND"
+
+
+async def test_a_promotion_made_elsewhere_reaches_the_server_through_the_registry_watcher(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(active_module, "DEFAULT_POLL_S", 0.05)
+    seed_demo(db, load_catalog(), n_queries=40, seed=6)
+    server, _ = await create_server("127.0.0.1:0", settings, db=db)
+    try:
+        state = server.planner_state  # type: ignore[attr-defined]
+        names = state.catalog.run_name_map()
+        other = train_predictor(db, TrainConfig.create(kind="prior", seed=41), names).version.version
+        promote_version(db, other)  # as `planner predictors promote` (no --server) or another replica would
+        for _ in range(600):  # the watcher polls every 0.05 s; give it up to 30 s on a loaded machine
+            if state.predictor_version == other:
+                break
+            await asyncio.sleep(0.05)
+        assert state.predictor_version == other
+        assert await sync_with_registry(state, asyncio.Lock()) is False  # already in sync
+    finally:
+        await stop_server(server, 0)
