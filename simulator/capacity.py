@@ -452,18 +452,3 @@ def _check_coverage(pools: Sequence[PoolCapacity], demand: Mapping[str, float]) 
     missing = sorted(t for t in demand if not any(p.tier == t for p in pools))
     if missing:
         raise InfeasibleError(f"no pool can serve tier(s) {missing} within the SLO on the allowed targets")
-
-
-def single_target_baselines(
-    pools: Sequence[PoolCapacity], demand_rps: Mapping[str, float]
-) -> dict[str, float]:
-    """Cost per hour of the cheapest fleet built from ONE device target only (Melange's comparison), for
-    every target that can serve every tier; per-token pools excluded."""
-    out: dict[str, float] = {}
-    for target in sorted({p.target for p in pools if not p.per_token and p.feasible}):
-        sub = [p for p in pools if p.target == target]
-        try:
-            out[target] = solve_fleet(sub, demand_rps).usd_per_hour
-        except InfeasibleError:
-            continue
-    return out
