@@ -1,11 +1,15 @@
 """CLI: `planner train` (train a predictor on stored runs, with a progress bar) and
 `planner predictors list|promote|rollback|evaluate` (the registry). Every command takes `--json` and then
-prints exactly one JSON object. They act on the store directly (a running server then picks up a promotion at
-its next start), or, with `--server HOST:PORT`, through a running server's RPC, which hot-swaps it."""
+prints exactly one JSON object. They act on the store directly (running servers poll the registry and pick
+up a promotion within `PLANNER_PREDICTOR_POLL_S`, 5 s by default), or, with `--server HOST:PORT`, through a
+running server's RPC (`train` then runs in that server's background; `promote` / `rollback` hot-swap it at
+once)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -15,11 +19,12 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.runs import database_url
-from planner.errors import PlannerError
+from planner.errors import FailedPreconditionError, PlannerError
 from planner.predictors import (
     EvaluationMetrics,
     TrainConfig,
     TrainProgress,
+    TrainStage,
     evaluate_version,
     list_versions,
     promote_version,
@@ -87,6 +92,51 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.4f}"
 
 
+ServerOption = Annotated[
+    str | None,
+    typer.Option("--server", help="host:port of a running planner: go through its RPC, which hot-swaps it."),
+]
+
+
+def _rpc(server: str, method: str, request: Any) -> dict[str, Any]:
+    """Call one PredictorService method on a running server; the reply as a dict (proto field names)."""
+    import grpc
+
+    from planner.v1 import predictors_pb2_grpc
+
+    with grpc.insecure_channel(server) as channel:
+        stub = predictors_pb2_grpc.PredictorServiceStub(channel)
+        reply = getattr(stub, method)(request, timeout=60.0)
+    return message_dict(reply)
+
+
+_INT64_FIELDS = frozenset({"n", "train_runs"})
+
+
+def message_dict(message: Any) -> dict[str, Any]:
+    """A reply as a dict with proto field names; int64 counts as numbers (proto JSON makes them strings)."""
+    from google.protobuf.json_format import MessageToDict
+
+    def fix(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: fix(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return int(value) if key in _INT64_FIELDS and isinstance(value, str) else value
+
+    raw = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return fix(raw)  # type: ignore[no-any-return]
+
+
+def _rpc_fail(exc: Any, as_json: bool) -> None:
+    code, details = exc.code().name, exc.details()
+    if as_json:
+        typer.echo(json.dumps({"error": code, "message": details}))
+    else:
+        Console(stderr=True).print(f"[red]error:[/red] {code}: {details}")
+    raise typer.Exit(code=2)
+
+
 @app.command("train")
 def train_command(
     task: Annotated[str, typer.Option("--task", help="Train on this task's runs (default: all).")] = "",
@@ -97,40 +147,92 @@ def train_command(
     promote_if_better: Annotated[
         bool, typer.Option("--promote-if-better", help="Promote if its held-out Brier beats the active one.")
     ] = False,
+    server: Annotated[
+        str | None, typer.Option("--server", help="host:port: train in that server's background instead.")
+    ] = None,
     database_url_: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a predictor on stored runs, evaluate it on held-out queries and store it (as a candidate)."""
+    import grpc
+
     try:
-        config = TrainConfig.create(kind, task, holdout, seed, _params(param or []))
-        db, names = _open(database_url_)
-        if as_json:
-            result = train_predictor(db, config, names, promote_if_better=promote_if_better)
-        else:
-            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=Console(stderr=True)) as bar:
-                job = bar.add_task("training", total=1.0)
-
-                def update(p: TrainProgress) -> None:
-                    bar.update(job, completed=p.fraction, description=f"{p.stage.value}: {p.message}")
-
+        params = _params(param or [])
+        config = TrainConfig.create(kind, task, holdout, seed, params)
+        with _progress_bar(enabled=not as_json) as update:
+            if server:
+                out = _train_remote(server, config, promote_if_better, update)
+            else:
+                db, names = _open(database_url_)
                 result = train_predictor(
                     db, config, names, progress=update, promote_if_better=promote_if_better
                 )
+                out = {**version_dict(result.version), "promoted": result.promoted, "reused": result.reused}
     except PlannerError as exc:
         _fail(exc, as_json)
         return
-    out = {**version_dict(result.version), "promoted": result.promoted, "reused": result.reused}
+    except grpc.RpcError as exc:
+        _rpc_fail(exc, as_json)
+        return
     if as_json:
         typer.echo(json.dumps(out))
         return
-    m = result.metrics
-    state = "already stored" if result.reused else "stored"
+    m = out["metrics"]
+    state = "already stored" if out.get("reused") else "stored"
     Console().print(
-        f"{state} {result.version.version} ({result.version.kind}); held-out Brier {_fmt(m.brier)} "
-        f"(prior {_fmt(m.baseline_brier)}), AUC {_fmt(m.auc)}, ECE {_fmt(m.ece)}"
-        + ("; promoted" if result.promoted else "")
+        f"{state} {out['version']} ({out['kind']}); held-out Brier {_fmt(m.get('brier'))} "
+        f"(prior {_fmt(m.get('baseline_brier'))}), AUC {_fmt(m.get('auc'))}, ECE {_fmt(m.get('ece'))}"
+        + ("; promoted" if out.get("promoted") else "")
     )
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
+    """A progress callback drawing a bar on stderr (a no-op when disabled, e.g. with --json)."""
+    if not enabled:
+        yield lambda p: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        job = bar.add_task("training", total=1.0)
+
+        def update(p: TrainProgress) -> None:
+            bar.update(job, completed=p.fraction, description=f"{p.stage.value}: {p.message}")
+
+        yield update
+
+
+def _train_remote(
+    server: str, config: TrainConfig, promote_if_better: bool, update: Callable[[TrainProgress], None]
+) -> dict[str, Any]:
+    """Run the job on a server (`TrainPredictor`), relaying its progress; the final version as a dict."""
+    import grpc
+
+    from planner.v1 import predictors_pb2 as pb
+    from planner.v1 import predictors_pb2_grpc
+
+    request = pb.TrainPredictorRequest(
+        task=config.task,
+        kind=config.kind.value,
+        holdout_fraction=config.holdout_fraction,
+        seed=config.seed,
+        promote_if_better=promote_if_better,
+        params=dict(config.params),
+    )
+    stages = {pb.TrainStage.Value(f"TRAIN_STAGE_{s.name}"): s for s in TrainStage}
+    last = None
+    with grpc.insecure_channel(server) as channel:
+        for message in predictors_pb2_grpc.PredictorServiceStub(channel).TrainPredictor(request):
+            if message.stage in stages:
+                update(TrainProgress(stages[message.stage], message.fraction, message.message))
+            last = message
+    if last is None or last.stage != pb.TRAIN_STAGE_DONE:
+        raise FailedPreconditionError(f"the server at {server} ended the training stream early")
+    return {
+        **message_dict(last.predictor),
+        "promoted": last.promoted,
+        "reused": last.message.startswith("already"),
+    }
 
 
 @predictors_app.command("list")
@@ -164,34 +266,6 @@ def list_command(
             created,
         )
     Console().print(table)
-
-
-ServerOption = Annotated[
-    str | None,
-    typer.Option("--server", help="host:port of a running planner: go through its RPC, which hot-swaps it."),
-]
-
-
-def _rpc(server: str, method: str, request: Any) -> dict[str, Any]:
-    """Call one PredictorService method on a running server; the reply as a dict (proto field names)."""
-    import grpc
-    from google.protobuf.json_format import MessageToDict
-
-    from planner.v1 import predictors_pb2_grpc
-
-    with grpc.insecure_channel(server) as channel:
-        stub = predictors_pb2_grpc.PredictorServiceStub(channel)
-        reply = getattr(stub, method)(request, timeout=60.0)
-    return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
-def _rpc_fail(exc: Any, as_json: bool) -> None:
-    code, details = exc.code().name, exc.details()
-    if as_json:
-        typer.echo(json.dumps({"error": code, "message": details}))
-    else:
-        Console(stderr=True).print(f"[red]error:[/red] {code}: {details}")
-    raise typer.Exit(code=2)
 
 
 @predictors_app.command("promote")

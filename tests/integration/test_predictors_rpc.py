@@ -209,7 +209,7 @@ async def test_calls_keep_succeeding_while_the_predictor_is_swapped(
     assert state.predictor_version == versions[1]  # type: ignore[attr-defined]  # promoted 2nd-last, rolled back to
 
 
-async def test_cli_promote_and_rollback_through_a_running_server_hot_swap_it(
+async def test_cli_train_promote_rollback_through_a_running_server(
     seeded_server: tuple[grpc.aio.Server, int], stub: pb_grpc.PredictorServiceStub
 ) -> None:
     state = _state(seeded_server)
@@ -221,6 +221,11 @@ async def test_cli_promote_and_rollback_through_a_running_server_hot_swap_it(
         out = await asyncio.to_thread(runner.invoke, app, [*args, "--server", address, "--json"])
         return out.exit_code, json.loads(out.stdout.splitlines()[-1])  # (the in-process server logs too)
 
+    code, trained = await cli("train", "--kind", "prior", "--seed", "32", "--task", "math")
+    assert code == 0 and trained["task"] == "math" and trained["reused"] is False
+    assert isinstance(trained["train_runs"], int) and trained["metrics"]["n"] > 0  # type: ignore[index]
+    code, again = await cli("train", "--kind", "prior", "--seed", "32", "--task", "math")
+    assert again["version"] == trained["version"] and again["reused"] is True
     code, promoted = await cli("predictors", "promote", new)
     assert code == 0 and promoted["previous_version"] == boot
     assert state.predictor_version == new  # type: ignore[attr-defined]
