@@ -66,8 +66,8 @@ def markdown(results: Sequence[SimulationResult], plots: Sequence[str]) -> str:
         ["metric", *(r.scenario for r in results)],
         [[label, *(_cell(r, key, fmt) for r in results)] for key, label, fmt in HEADLINE],
     )
-    groups = ("spend_by_target_usd", "spend_by_tier_usd", "spend_by_tenant_usd", "spend_by_region_usd")
-    groups += ("utilisation", "energy_kwh_by_region", "co2_kg_by_region")
+    groups = [f"spend_by_{k}_usd" for k in ("target", "tier", "tenant", "region")]
+    groups += ["utilisation", "energy_kwh_by_region", "co2_kg_by_region"]
     for group in groups:
         names = sorted({k for r in results for k in r.breakdown.get(group, {})})
         if not names:
