@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     """Calls served at once before new ones are refused with RESOURCE_EXHAUSTED; 0 = unlimited."""
     worker_threads: int = Field(default=4, ge=1, le=256)
     """Threads for blocking work (database, model fitting) off the event loop."""
+    predictor_poll_s: float = Field(default=5.0, ge=0, le=3_600)
+    """Seconds between checks of the promoted predictor in the store (CLI / other replicas); 0 = off."""
     log_format: LogFormat = LogFormat.AUTO
     """json | console | auto."""
     log_level: str = "INFO"
