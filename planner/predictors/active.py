@@ -28,7 +28,7 @@ from planner.store import Database, PredictorRegistryStore, RunStore
 log = structlog.get_logger(__name__)
 
 DEFAULT_POLL_S = 5.0
-"""Registry poll interval when `Settings` has no `predictor_poll_s` (0 disables polling)."""
+"""Registry poll interval when the settings object has no `predictor_poll_s` (0 disables polling)."""
 
 EXTRAS_KEY = "predictor"
 LISTENERS_KEY = "predictor_listeners"

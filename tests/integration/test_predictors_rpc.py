@@ -20,7 +20,6 @@ from planner.catalog import load_catalog
 from planner.cli import app
 from planner.demo import seed_demo
 from planner.predictors import TrainConfig, promote_version, train_predictor
-from planner.predictors import active as active_module
 from planner.predictors.active import sync_with_registry
 from planner.server import create_server, stop_server
 from planner.settings import Settings
@@ -237,11 +236,11 @@ async def test_cli_train_promote_rollback_through_a_running_server(
 
 
 async def test_a_promotion_made_elsewhere_reaches_the_server_through_the_registry_watcher(
-    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, db: Database
 ) -> None:
-    monkeypatch.setattr(active_module, "DEFAULT_POLL_S", 0.05)
     seed_demo(db, load_catalog(), n_queries=40, seed=6)
-    server, _ = await create_server("127.0.0.1:0", settings, db=db)
+    fast = settings.model_copy(update={"predictor_poll_s": 0.05})
+    server, _ = await create_server("127.0.0.1:0", fast, db=db)
     try:
         state = server.planner_state  # type: ignore[attr-defined]
         names = state.catalog.run_name_map()
