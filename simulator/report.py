@@ -67,7 +67,7 @@ def markdown(results: Sequence[SimulationResult], plots: Sequence[str]) -> str:
         [[label, *(_cell(r, key, fmt) for r in results)] for key, label, fmt in HEADLINE],
     )
     groups = [f"spend_by_{k}_usd" for k in ("target", "tier", "tenant", "region")]
-    groups += ["utilisation", "energy_kwh_by_region", "co2_kg_by_region"]
+    groups += ["slo_attainment_by_tenant", "utilisation", "energy_kwh_by_region", "co2_kg_by_region"]
     for group in groups:
         names = sorted({k for r in results for k in r.breakdown.get(group, {})})
         if not names:

@@ -153,7 +153,7 @@ def _engine(setup: Setup, i: int, tally: Tally, slot_s: dict[str, float]) -> Poo
     service = setup.cost_model.service_model(setup.catalog.tier(p.tier), setup.catalog.target(p.target))
     cfg = PoolConfig(p.replicas, p.max_batch, setup.scenario.admission.max_queue)
     sink = partial(_on_done, setup, tally, slot_s)
-    return PoolEngine(cfg, service, sink, lambda a, t, g: tally.reject(a))
+    return PoolEngine(cfg, service, sink, lambda a, t, g: tally.reject(a, t))
 
 
 def _on_done(setup: Setup, tally: Tally, slot_s: dict[str, float], c: Completions) -> None:
@@ -183,7 +183,7 @@ def _route(
         )  # fmt: skip
     unserved = pool == UNSERVED
     if unserved.any():
-        tally.reject(chunk.arrival_s[unserved])
+        tally.reject(chunk.arrival_s[unserved], chunk.tenant[unserved])
         tally.unserved += int(unserved.sum())
     for oi in np.unique(a.option[pool == -1]):
         m = a.option == oi
@@ -255,6 +255,7 @@ def _close_books(
         breakdown={
             **{f"spend_by_{k}_usd": dict(v) for k, v in tally.spend.items()},
             "utilisation": {k: float(np.mean(v)) for k, v in util.items()},
+            "slo_attainment_by_tenant": tally.slo_by_tenant(),
             "energy_kwh_by_region": {r: setup.grids[r].facility_kwh(e) for r, e in tally.energy_j.items()},
             "co2_kg_by_region": {r: setup.grids[r].co2_kg(e) for r, e in tally.energy_j.items()},
         },

@@ -51,6 +51,8 @@ class Tally:
         default_factory=lambda: {k: defaultdict(float) for k in ("target", "tier", "tenant", "region")}
     )
     energy_j: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    tenant_requests: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    tenant_met: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add(self, done: Done) -> None:
         """Fold a block of completed requests into the books."""
@@ -61,7 +63,9 @@ class Tally:
         multi = np.isfinite(done.tbt_s)
         self.tbt.add(done.tbt_s[multi])
         self.completed += len(done.arrival_s)
-        self.slo_met += int(self._meets(done).sum())
+        met = self._meets(done)
+        self.slo_met += int(met.sum())
+        self._count_tenants(done.tenant, met.astype(float))
         self.tokens += float(done.generated_tokens.sum())
         q = done.quality[np.isfinite(done.quality)]
         self.quality_sum += float(q.sum())
@@ -81,8 +85,15 @@ class Tally:
             ok &= ~(done.tbt_s > s.tbt_s)
         return ok
 
-    def reject(self, arrival_s: np.ndarray) -> None:
+    def _count_tenants(self, tenant: np.ndarray, met: np.ndarray) -> None:
+        for name, n in self.tenant_weights(tenant, np.ones(len(tenant))).items():
+            self.tenant_requests[name] += n
+        for name, n in self.tenant_weights(tenant, met).items():
+            self.tenant_met[name] += n
+
+    def reject(self, arrival_s: np.ndarray, tenant: np.ndarray) -> None:
         self.rejected += len(arrival_s)
+        self._count_tenants(tenant, np.zeros(len(tenant)))
         self.hourly.add("rejected", arrival_s, 1.0)
 
     def charge(self, usd: float, *, target: str, tier: str, region: str, tenants: dict[str, float]) -> None:
@@ -104,6 +115,9 @@ class Tally:
     def slo_attainment(self) -> float:
         n = self.completed + self.rejected
         return self.slo_met / n if n else float("nan")
+
+    def slo_by_tenant(self) -> dict[str, float]:
+        return {k: self.tenant_met[k] / n for k, n in self.tenant_requests.items() if n > 0}
 
     @property
     def expected_quality(self) -> float:

@@ -77,6 +77,8 @@ def test_overload_with_admission_limit_rejects_and_misses_slo() -> None:
     assert r.metric("rejected") > 0
     assert r.metric("slo_attainment") < 0.9
     assert r.pools[0]["max_queue_len"] == 50
+    by_tenant = r.breakdown["slo_attainment_by_tenant"]
+    assert by_tenant["default"] == pytest.approx(r.metric("slo_attainment"))
 
 
 def test_devices_are_shared_among_tiers_by_demand() -> None:
