@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "routers": fig["routers"],
         "planner_at_best_single_cost": fig["planner_at_best_single_cost"],
         "planner_reaches_best_single": fig["planner_reaches_best_single"],
+        "best_single_ex_ante": fig["best_single_ex_ante"],
+        "planner_at_ex_ante_best_single_cost": fig["planner_at_ex_ante_best_single_cost"],
+        "planner_reaches_ex_ante_best_single": fig["planner_reaches_ex_ante_best_single"],
         "planner_calibration": fig["planner_calibration"],
         "forecast_resolution": fig["forecast_resolution"],
         "simulated": fig.get("simulated"),
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     parser.add_argument(
-        "--predictor", default="auto", help="auto | prior | difficulty | difficulty+interaction"
+        "--predictor",
+        default="auto",
+        help="auto | prior | difficulty | difficulty+interaction",
     )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -53,4 +53,5 @@ def fit_forecaster(
         from planner.evaluation.interaction import InteractionCalibrated
 
         return InteractionCalibrated(difficulty).fit(train)
+
     return difficulty(train)

@@ -61,18 +61,29 @@ class InteractionCalibrated:
     """A forecaster whose (query x tier) interaction is scaled per tier by its out-of-fold slope."""
 
     def __init__(
-        self, factory: Callable[[pd.DataFrame], Forecaster], inner_folds: int = 3, seed: int = 0
+        self,
+        factory: Callable[[pd.DataFrame], Forecaster],
+        inner_folds: int = 3,
+        seed: int = 0,
+        fixed_slope: float | None = None,
     ) -> None:
         self.factory = factory
         self.inner_folds = inner_folds
         self.seed = seed
+        self.fixed_slope = fixed_slope
 
     def fit(self, runs: pd.DataFrame) -> InteractionCalibrated:
+        """Fit the slopes out of fold (or take `fixed_slope` for every tier: 0 = additive forecast only)."""
         runs = keyed(runs)
-        splits = query_folds(runs, self.inner_folds, self.seed)
-        inner = CrossFitForecaster.fit(splits, self.factory)
         plain = plain_runs(runs)
         queries = queries_from_frame(plain)
+        if self.fixed_slope is not None:
+            self.base_ = self.factory(runs)
+            tiers = tuple(self.base_.tiers)
+            self.additive_ = Additive.fit(tiers, self.base_.forecast(queries).p_correct)
+            self.slope_ = np.full(len(tiers), float(np.clip(self.fixed_slope, 0.0, 1.0)))
+            return self
+        inner = CrossFitForecaster.fit(query_folds(runs, self.inner_folds, self.seed), self.factory)
         tiers = inner.tiers
         p = inner.forecast(queries).p_correct
         table = plain.groupby([KEY, "tier"])["score"].mean().unstack("tier")

@@ -32,6 +32,11 @@ def _panel(ax: Axes, report: EvaluationReport, y_low: float) -> None:
             ax.annotate(p.name, (p.points[0].cost, p.points[0].quality), fontsize=5, alpha=0.7)
     oracle = report.policy("oracle").points[0]
     ax.scatter([oracle.cost], [oracle.quality], marker="*", s=100, c="gold", label="oracle")
+    if any(p.name == "best_single_ex_ante" for p in report.policies):
+        ea = report.policy("best_single_ex_ante").points[0]
+        ax.scatter(
+            [ea.cost], [ea.quality], marker="D", s=30, c="black", label="best single (ex ante, per fold)"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("realised cost per query (USD, log scale)")
     ax.set_ylim(y_low, min(1.0, oracle.quality + 0.01))

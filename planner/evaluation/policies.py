@@ -152,6 +152,22 @@ def single_models(replay: Replay) -> list[PolicyResult]:
     return out
 
 
+def best_single_ex_ante(replay: Replay, splits: Sequence[Split], fold: np.ndarray) -> PolicyResult:
+    """Per fold, the tier most accurate on that fold's *training* runs, on all its held-out queries: the
+    single model a user would have picked with the information the planner had (ties: the cheaper)."""
+    mean_cost = replay.realised_cost.mean(axis=0)
+    choice = np.zeros(replay.n, dtype=np.intp)
+    picked = []
+    for f, split in enumerate(splits):
+        acc = split.train.groupby("tier")["score"].mean().reindex(list(replay.tiers)).to_numpy(float)
+        acc = np.where(np.isnan(acc), -np.inf, acc)
+        tier = int(np.lexsort((mean_cost, -acc))[0])
+        choice[fold == f] = tier
+        picked.append(replay.tiers[tier])
+    point = _point(replay, 0.0, choice, promise=True)
+    return PolicyResult("best_single_ex_ante", "reference", (point,), note=f"per fold: {picked}")
+
+
 def random_mix(replay: Replay, weak: int, strong: int, seed: int = 0, steps: int = 21) -> PolicyResult:
     rng = np.random.default_rng(seed)
     u = rng.random(replay.n)

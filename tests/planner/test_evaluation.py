@@ -82,13 +82,15 @@ def test_evaluate_reports_every_baseline(report: EvaluationReport, tmp_path: Pat
     assert random_mix[0].quality == pytest.approx(figures["single_models"][report.weak]["quality"])
     at = figures["planner_at_best_single_cost"]
     assert at["predicted_cost_usd"] <= at["budget_usd_per_query"] * (1 + 1e-9)
-    lo, hi = at["quality_minus_best_single_ci95_pp"]
+    lo, hi = at["quality_minus_reference_ci95_pp"]
     assert lo <= hi
     calib = figures["planner_calibration"]
     assert math.isfinite(calib["max_abs_quality_error_pp"]) and calib["plans"] >= 6
     assert set(figures["targets"]) == {
         "quality_at_best_single_cost",
         "cost_to_reach_best_single",
+        "quality_at_ex_ante_best_single_cost",
+        "cost_to_reach_ex_ante_best_single",
         "aiq_vs_threshold_and_knn",
         "quality_calibration",
         "spend_calibration",

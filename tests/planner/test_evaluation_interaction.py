@@ -65,3 +65,15 @@ def test_slopes_follow_out_of_fold_evidence(kind: str) -> None:
     fc = model.forecast(queries)
     assert fc.p_correct.shape == (5, 3) and np.all((fc.p_correct >= 0) & (fc.p_correct <= 1))
     assert str(model) == "TableForecaster+interaction-calibration"
+
+
+def test_fixed_slope_zero_keeps_only_the_additive_part() -> None:
+    runs, truth, _ = _world(n=300)
+    table = {f"q{i}": truth[i] for i in range(len(truth))}
+    model = InteractionCalibrated(lambda tr: TableForecaster(table), fixed_slope=0.0).fit(runs)
+    assert set(model.slopes().values()) == {0.0}
+    queries = [Query(query_id=f"q{i}") for i in range(300)]
+    p = model.forecast(queries).p_correct
+    # additive: the ordering of tiers is the same on every query
+    order = np.argsort(p, axis=1)
+    assert (order == order[0]).all()
