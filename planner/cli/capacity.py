@@ -97,6 +97,7 @@ def plan_command(
         list[str] | None, typer.Option("--available", help="TARGET=DEVICES available (repeatable).")
     ] = None,
     seeds: Annotated[int, typer.Option(help="Confirmation runs (seeds 0..n-1).")] = 2,
+    headroom: Annotated[float, typer.Option(help="Plan on this share of measured capacity.")] = 0.9,
     catalog: CatalogOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -112,6 +113,7 @@ def plan_command(
             targets=targets,
             available=parse_counts(available or []),
             seeds=tuple(range(max(1, seeds))),
+            headroom=headroom,
         )
     except PlannerError as exc:
         _fail(exc, as_json)
