@@ -1,9 +1,9 @@
 """CLI: `planner train` (train a predictor on stored runs, with a progress bar) and
-`planner predictors list|promote|rollback|evaluate` (the registry). Every command takes `--json` and then
-prints exactly one JSON object. They act on the store directly (running servers poll the registry and pick
-up a promotion within `PLANNER_PREDICTOR_POLL_S`, 5 s by default), or, with `--server HOST:PORT`, through a
-running server's RPC (`train` then runs in that server's background; `promote` / `rollback` hot-swap it at
-once)."""
+`planner predictors list|promote|rollback|evaluate|recalibrate` (the registry). Every command takes
+`--json` and then prints exactly one JSON object. They act on the store directly (running servers poll the
+registry and pick up a promotion within `PLANNER_PREDICTOR_POLL_S`, 5 s by default), or, with
+`--server HOST:PORT`, through a running server's RPC (`train` then runs in that server's background;
+`promote` / `rollback` hot-swap it at once)."""
 
 from __future__ import annotations
 
@@ -370,3 +370,42 @@ def _print_metrics(version: str, m: EvaluationMetrics, notes: tuple[str, ...]) -
     console.print(table)
     for note in notes:
         console.print(f"note: {note}")
+
+
+@predictors_app.command("recalibrate")
+def recalibrate_command(
+    version: Annotated[str, typer.Argument(help="Stored version to recalibrate (a difficulty predictor).")],
+    task: Annotated[str, typer.Option("--task", help="The new task whose runs to recalibrate on.")],
+    sample_runs: Annotated[int, typer.Option("--sample-runs", min=1, help="Runs in the sample.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    database_url_: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recalibrate a stored predictor on a small sample of a new task's runs; store it as a new candidate and
+    compare it with its parent on the task's other runs."""
+    from planner.predictors.recalibrate import recalibrate_version
+
+    try:
+        db, names = _open(database_url_)
+        rc = recalibrate_version(db, version, task, sample_runs=sample_runs, seed=seed, run_name_map=names)
+    except PlannerError as exc:
+        _fail(exc, as_json)
+        return
+    out = {
+        **version_dict(rc.version),
+        "parent": rc.parent,
+        "sample_runs": rc.sample_runs,
+        "reused": rc.reused,
+        "before": rc.before.to_dict(),
+        "after": rc.after.to_dict(),
+    }
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    b, a = rc.before, rc.after
+    Console().print(
+        f"{'already stored' if rc.reused else 'stored'} {rc.version.version} (recalibrated {rc.parent} on "
+        f"{rc.sample_runs} runs of {task!r}); on its {a.n:,} other runs: "
+        f"Brier {_fmt(b.brier)} -> {_fmt(a.brier)}, ECE {_fmt(b.ece)} -> {_fmt(a.ece)}, "
+        f"AUC {_fmt(b.auc)} -> {_fmt(a.auc)}"
+    )

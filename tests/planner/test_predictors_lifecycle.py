@@ -38,6 +38,7 @@ from planner.predictors import (
 )
 from planner.predictors.lifecycle import data_fingerprint
 from planner.predictors.metrics import expected_calibration_error
+from planner.predictors.recalibrate import recalibrate_version
 from planner.store import Database, PredictorRegistryStore, PredictorStatus, RunStore
 
 
@@ -212,18 +213,31 @@ def test_expected_calibration_error_is_zero_when_calibrated_and_large_when_not()
     assert math.isnan(expected_calibration_error(np.zeros(0), np.zeros(0)))
 
 
-def test_difficulty_predictor_trains_and_round_trips_through_the_registry(
+def test_difficulty_predictor_trains_round_trips_and_recalibrates_for_a_new_task(
     sqlite_db: Database, catalog: Catalog, names: dict[str, str]
 ) -> None:
-    seed_demo(sqlite_db, catalog, n_queries=60, seed=3)
+    seed_demo(sqlite_db, catalog, n_queries=120, seed=3)
     params = {"n_components": "4", "mf_rank": "0", "calibration": "none"}  # small and fast
-    config = TrainConfig.create(kind="difficulty", params=params)
+    config = TrainConfig.create(kind="difficulty", task="math", params=params)
     events: list[TrainProgress] = []
     result = train_predictor(sqlite_db, config, names, progress=events.append, promote_if_better=True)
     assert result.promoted and result.version.kind == "difficulty"
     assert {TrainStage.FEATURES, TrainStage.FITTING} <= {e.stage for e in events}
     _, loaded = load_version(sqlite_db, result.version.version)
     assert result.predictor is not None and loaded.tiers == result.predictor.tiers
+
+    parent = result.version.version
+    rc = recalibrate_version(sqlite_db, parent, "code", sample_runs=60, run_name_map=names)
+    assert rc.parent == parent and rc.sample_runs >= 60 and rc.version.version != parent
+    assert rc.version.meta["parent"] == parent and rc.version.meta["task"] == "code"
+    assert rc.before.n == rc.after.n > 0  # parent and recalibrated scored on the same held-out runs
+    assert recalibrate_version(sqlite_db, parent, "code", sample_runs=60, run_name_map=names).reused
+    with pytest.raises(InvalidArgumentError) as too_many:
+        recalibrate_version(sqlite_db, parent, "code", sample_runs=10**6, run_name_map=names)
+    assert too_many.value.violations[0].field == "sample_runs"
+    prior = train_predictor(sqlite_db, _prior(), names).version.version
+    with pytest.raises(InvalidArgumentError, match="cannot be recalibrated"):
+        recalibrate_version(sqlite_db, prior, "code", run_name_map=names)
 
 
 def test_cli_train_list_promote_rollback_evaluate_print_one_json_object(
@@ -253,4 +267,6 @@ def test_cli_train_list_promote_rollback_evaluate_print_one_json_object(
     assert code == 0 and rolled["rolled_back_version"] == second["version"]
     code, error = run("train", "--kind", "nope")
     assert code == 2 and error["error"] == "InvalidArgumentError"
+    code, error = run("predictors", "recalibrate", str(first["version"]), "--task", "code")
+    assert code == 2 and "cannot be recalibrated" in str(error["message"])
     db.dispose()
