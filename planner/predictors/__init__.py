@@ -1,6 +1,7 @@
 """Predictor registry and lifecycle: train (background, with progress), evaluate, version, promote, roll back,
-list; and the service's active predictor (loaded at start, hot-swapped on promote). Used by the CLI
-(`planner train`, `planner predictors ...`) and `PredictorService`."""
+list, recalibrate for a new task; and the service's active predictor (loaded at start, hot-swapped on promote,
+kept in sync with the store by a poller). Used by the CLI (`planner train`, `planner predictors ...`) and
+`PredictorService`."""
 
 from planner.predictors.active import ActivePredictor, install, load_active_predictor, startup_predictor
 from planner.predictors.kinds import PredictorKind, default_kind, parse_kind, spec_for
@@ -21,6 +22,7 @@ from planner.predictors.lifecycle import (
     train_predictor,
 )
 from planner.predictors.metrics import EvaluationMetrics, TierMetrics
+from planner.predictors.recalibrate import Recalibration, recalibrate_version
 
 __all__ = [
     "DEFAULT_HOLDOUT",
@@ -28,6 +30,7 @@ __all__ = [
     "Evaluation",
     "EvaluationMetrics",
     "PredictorKind",
+    "Recalibration",
     "TierMetrics",
     "TrainConfig",
     "TrainProgress",
@@ -42,6 +45,7 @@ __all__ = [
     "load_version",
     "parse_kind",
     "promote_version",
+    "recalibrate_version",
     "rollback_target",
     "rollback_version",
     "spec_for",
