@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -180,26 +180,34 @@ class Explanation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {name: getattr(self, name) for name in _EXPLANATION_FIELDS}
+        out["extra"] = dict(self.extra)
+        return out
 
 
-def summarise(label: str, quality: float, usd: float, exp: Explanation) -> str:
-    """One sentence a person can read."""
+_EXPLANATION_FIELDS = tuple(f.name for f in fields(Explanation))
+
+
+def summarise(label: str, quality: float, usd: float, exp: Mapping[str, Any] | Explanation) -> str:
+    """One sentence a person can read, from an explanation (or its fields)."""
+    if isinstance(exp, Explanation):
+        exp = {name: getattr(exp, name) for name in _EXPLANATION_FIELDS}
     parts = [f"{label}: expected quality {quality:.3f} at ${usd:.5f}"]
-    if exp.binding_kind in ("spend", "energy"):
-        parts.append(f"{exp.binding_constraint} binds (shadow price {exp.shadow_price:.4g} quality/unit)")
-    elif exp.binding_constraint:
-        parts.append(f"limited by {exp.binding_constraint}")
-    if exp.quality_gain_per_usd > 0:
-        parts.append(f"next option up gains {exp.quality_gain_per_usd:.4g} quality per extra $")
-    if exp.runner_up is not None:
-        parts.append(f"runner-up {'/'.join(exp.runner_up)} ({exp.runner_up_quality:.3f} at "
-                     f"${exp.runner_up_cost_usd:.5f})")  # fmt: skip
-    if exp.high_compute:
+    if exp["binding_kind"] in ("spend", "energy"):
+        price = exp["shadow_price"]
+        parts.append(f"{exp['binding_constraint']} binds (shadow price {price:.4g} quality/unit)")
+    elif exp["binding_constraint"]:
+        parts.append(f"limited by {exp['binding_constraint']}")
+    if exp["quality_gain_per_usd"] > 0:
+        parts.append(f"next option up gains {exp['quality_gain_per_usd']:.4g} quality per extra $")
+    if exp["runner_up"] is not None:
+        parts.append(f"runner-up {'/'.join(exp['runner_up'])} ({exp['runner_up_quality']:.3f} at "
+                     f"${exp['runner_up_cost_usd']:.5f})")  # fmt: skip
+    if exp["high_compute"]:
         parts.append("HIGH-COMPUTE mode")
-    if exp.escalated:
-        parts.append(f"ESCALATED: {exp.escalation_reason}")
-    if exp.deadline_fallback:
+    if exp["escalated"]:
+        parts.append(f"ESCALATED: {exp['escalation_reason']}")
+    if exp["deadline_fallback"]:
         parts.append("deadline fallback (cheapest allowed option)")
     return "; ".join(parts)
 

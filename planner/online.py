@@ -10,7 +10,8 @@ when the local lease cannot cover a decision (normally topped up in the backgrou
 from __future__ import annotations
 
 import asyncio
-import uuid
+import itertools
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class OnlineRouter:
         self._rails: dict[tuple[str, GuardRails], GuardRails] = {}
         self._refills: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._id_prefix = os.urandom(8).hex()  # random per replica: ids stay unique across replicas
+        self._ids = itertools.count()
 
     # ---- public -------------------------------------------------------------------------------------------
     async def route(self, queries: Sequence[Query], call: CallOptions | None = None) -> list[Decision]:
@@ -156,6 +159,9 @@ class OnlineRouter:
         release_unused(self.ledger, self.book.all() + self.book.take_retired())
         if self.audit is not None:
             self.audit.close()
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):016x}"
 
     # ---- steps --------------------------------------------------------------------------------------------
     def tenant(self, name: str) -> Tenant | None:
@@ -225,11 +231,8 @@ class OnlineRouter:
         capped = np.zeros(len(queries), bool)
         if not call.dry_run:
             await self._charge(pacer, arrays, final_allowed, chosen, capped)
-        return [
-            self._decision(i, q, tenant, budget, arrays, masks, final_allowed, choice, chosen, preferred,
-                           escalated, capped, prices, rails, call, now)
-            for i, q in enumerate(queries)
-        ]  # fmt: skip
+        ctx = _BatchView(arrays, choice, chosen, preferred, escalated, capped)
+        return self._decisions(queries, tenant, budget, masks, ctx, prices, rails, call, now)
 
     @staticmethod
     def _within_threshold(rails: GuardRails, arrays: OptionArrays, allowed: np.ndarray) -> np.ndarray:
@@ -324,122 +327,116 @@ class OnlineRouter:
         task.add_done_callback(self._tasks.discard)
 
     # ---- explanation ---------------------------------------------------------------------------------------
-    def _decision(
+    def _decisions(
         self,
-        i: int,
-        q: Query,
+        queries: list[Query],
         tenant: str,
         budget: Budget,
-        arrays: OptionArrays,
         masks: dict[str, np.ndarray],
-        allowed: np.ndarray,
-        choice: Any,
-        chosen: np.ndarray,
-        preferred: np.ndarray,
-        escalated: np.ndarray,
-        capped: np.ndarray,
+        v: _BatchView,
         prices: ShadowPrices,
         rails: GuardRails,
         call: CallOptions,
         now: datetime,
-    ) -> Decision:
-        c = int(chosen[i])
-        opt = self.options.options[c]
-        qual, usd = float(arrays.quality[i, c]), float(arrays.usd[i, c])
-        kind, name, price = self._binding(
-            i, tenant, budget, arrays, masks, choice, c, escalated, capped, prices
+    ) -> list[Decision]:
+        kinds = self._bindings(tenant, budget, masks, v, prices)
+        extra = {
+            "shadow_price_usd": prices.usd,
+            "shadow_price_kwh": prices.energy_kwh,
+            "dry_run": call.dry_run,
+            "period": budget.period,
+        }
+        opts = self.options.options
+        out = []
+        for i, q in enumerate(queries):
+            c, r = v.c[i], v.r[i]
+            opt, runner = opts[c], (opts[r] if r >= 0 else None)
+            qual, usd, rq, ru = v.qual[i], v.usd[i], v.rq[i], v.ru[i]
+            du = usd - ru
+            reason = self._escalation_reason(v, i, rails) if v.escalated[i] else ""
+            kind, name, price = kinds[i]
+            fields: dict[str, Any] = dict(
+                binding_constraint=name,
+                binding_kind=kind,
+                shadow_price=price,
+                quality_gain_per_usd=v.gain[i],
+                gain_vs_runner_up_per_usd=(qual - rq) / du if runner is not None and abs(du) > 1e-15 else 0.0,
+                runner_up=(runner.tier, runner.strategy, runner.target) if runner is not None else None,
+                runner_up_quality=rq,
+                runner_up_cost_usd=ru,
+                high_compute=opt.high_compute,
+                escalated=v.escalated[i],
+                escalation_reason=reason,
+                deadline_fallback=call.fallback,
+                extra={"samples": opt.samples, **extra},
+            )
+            fields["summary"] = summarise(opt.label(), qual, usd, fields)
+            out.append(
+                Decision(
+                    decision_id=self._next_id(),
+                    query_id=q.query_id,
+                    tenant=tenant,
+                    option=opt,
+                    expected_quality=qual,
+                    usd=usd,
+                    usd_p90=v.usd_p90[i],
+                    latency_s=v.lat[i],
+                    latency_p90_s=v.lat_p90[i],
+                    ttft_s=v.ttft[i],
+                    energy_j=v.energy[i],
+                    explanation=Explanation(**fields),
+                    predictor_version=self.predictor_version,
+                    catalog_version=self.catalog_version,
+                    decided_at=now,
+                )
+            )
+        return out
+
+    def _escalation_reason(self, v: _BatchView, i: int, rails: GuardRails) -> str:
+        p = int(v.preferred[i])
+        pref = self.options.options[p]
+        verdict = (
+            "capped to the best option within the threshold; the preferred one needs approval"
+            if p != v.c[i]
+            else "no allowed option is within the threshold; needs approval"
         )
-        r = int(choice.runner_up[i])
-        runner = self.options.options[r] if r >= 0 else None
-        rq = float(arrays.quality[i, r]) if r >= 0 else 0.0
-        ru = float(arrays.usd[i, r]) if r >= 0 else 0.0
-        dq, du = qual - rq, usd - ru
-        reason = ""
-        if escalated[i]:
-            pref = self.options.options[int(preferred[i])]
-            within = int(preferred[i]) != c
-            pref_usd = float(arrays.usd[i, int(preferred[i])])
-            reason = (
-                f"preferred {pref.label()} expects ${pref_usd:.5f} > escalate_above_usd "
-                f"${rails.escalate_above_usd:g}: "
-                + ("capped to the best option within the threshold; the preferred one needs approval"
-                   if within else "no allowed option is within the threshold; needs approval")
-            )  # fmt: skip
-        exp = Explanation(
-            binding_constraint=name,
-            binding_kind=kind,
-            shadow_price=price,
-            quality_gain_per_usd=float(choice.gain_per_usd[i]) if c == int(choice.chosen[i]) else 0.0,
-            gain_vs_runner_up_per_usd=dq / du if runner is not None and abs(du) > 1e-15 else 0.0,
-            runner_up=(runner.tier, runner.strategy, runner.target) if runner is not None else None,
-            runner_up_quality=rq,
-            runner_up_cost_usd=ru,
-            high_compute=opt.high_compute,
-            escalated=bool(escalated[i]),
-            escalation_reason=reason,
-            deadline_fallback=call.fallback,
-            extra={
-                "samples": opt.samples,
-                "shadow_price_usd": prices.usd,
-                "shadow_price_kwh": prices.energy_kwh,
-                "dry_run": call.dry_run,
-                "period": budget.period,
-            },
-        )
-        exp = _with_summary(exp, opt.label(), qual, usd)
-        return Decision(
-            decision_id=uuid.uuid4().hex,
-            query_id=q.query_id,
-            tenant=tenant,
-            option=opt,
-            expected_quality=qual,
-            usd=usd,
-            usd_p90=float(arrays.usd_p90[i, c]),
-            latency_s=float(arrays.latency_s[i, c]),
-            latency_p90_s=float(arrays.latency_p90_s[i, c]),
-            ttft_s=float(arrays.ttft_s[i, c]),
-            energy_j=float(arrays.energy_j[i, c]),
-            explanation=exp,
-            predictor_version=self.predictor_version,
-            catalog_version=self.catalog_version,
-            decided_at=now,
+        return (
+            f"preferred {pref.label()} expects ${float(v.arrays.usd[i, p]):.5f} > escalate_above_usd "
+            f"${rails.escalate_above_usd:g}: {verdict}"
         )
 
-    def _binding(
-        self,
-        i: int,
-        tenant: str,
-        budget: Budget,
-        arrays: OptionArrays,
-        masks: dict[str, np.ndarray],
-        choice: Any,
-        c: int,
-        escalated: np.ndarray,
-        capped: np.ndarray,
-        prices: ShadowPrices,
-    ) -> tuple[str, str, float]:
-        """(kind, constraint name, shadow price) of what kept query i from a better option."""
+    def _bindings(
+        self, tenant: str, budget: Budget, masks: dict[str, np.ndarray], v: _BatchView, prices: ShadowPrices
+    ) -> list[tuple[str, str, float]]:
+        """(kind, constraint name, shadow price) per query: what kept it from a better option."""
+        a, n = v.arrays, len(v.c)
+        rows = np.arange(n)
+        chosen, top = np.asarray(v.c), v.choice.top_quality
+        q_c, q_top = a.quality[rows, chosen], a.quality[rows, top]
+        priced = (q_c < q_top - QUALITY_TOL) & (prices.usd > 0 or prices.energy_kwh > 0)
+        by_usd = prices.usd * (a.usd[rows, top] - a.usd[rows, chosen])
+        by_kwh = prices.energy_kwh * (a.energy_j[rows, top] - a.energy_j[rows, chosen]) / 3.6e6
+        best_all = np.argmax(a.quality - 1e-6 * a.usd, axis=1)
+        railed = q_top < a.quality[rows, best_all] - QUALITY_TOL
         spend = f"tenant:{tenant}:spend_usd/{budget.period}"
         energy = f"tenant:{tenant}:energy_kwh/{budget.period}"
-        if capped[i]:
-            return "spend", spend + " (hard cap)", prices.usd
-        top = int(choice.top_quality[i])
-        q = arrays.quality[i]
-        if q[c] < q[top] - QUALITY_TOL and (prices.usd > 0 or prices.energy_kwh > 0):
-            by_usd = prices.usd * (arrays.usd[i, top] - arrays.usd[i, c])
-            by_kwh = prices.energy_kwh * (arrays.energy_j[i, top] - arrays.energy_j[i, c]) / 3.6e6
-            if by_kwh > by_usd:
-                return "energy", energy, prices.energy_kwh
-            return "spend", spend, prices.usd
-        if escalated[i]:
-            return "guard_rail", "escalation.escalate_above_usd", 0.0
-        best = int(np.argmax(q - 1e-6 * arrays.usd[i]))
-        if q[top] < q[best] - QUALITY_TOL:
-            rail = blocking_rail(masks, i, best)
-            if rail:
+        out: list[tuple[str, str, float]] = []
+        for i in range(n):
+            if v.capped[i]:
+                out.append(("spend", spend + " (hard cap)", prices.usd))
+            elif priced[i]:
+                by_energy = by_kwh[i] > by_usd[i]
+                out.append(
+                    ("energy", energy, prices.energy_kwh) if by_energy else ("spend", spend, prices.usd)
+                )
+            elif v.escalated[i]:
+                out.append(("guard_rail", "escalation.escalate_above_usd", 0.0))
+            elif railed[i] and (rail := blocking_rail(masks, i, int(best_all[i]))):
                 kind = "latency" if rail in ("max_latency_s", "max_ttft_s") else "guard_rail"
-                return kind, f"guard_rails.{rail}", 0.0
-        return "none", "", 0.0
+                out.append((kind, f"guard_rails.{rail}", 0.0))
+            else:
+                out.append(("none", "", 0.0))
+        return out
 
     def _record(self, d: Decision) -> DecisionRecord:
         exp = d.explanation.to_dict()
@@ -460,7 +457,34 @@ class OnlineRouter:
         )
 
 
-def _with_summary(exp: Explanation, label: str, quality: float, usd: float) -> Explanation:
-    from dataclasses import replace
+class _BatchView:
+    """The chosen options' figures of a decided batch as Python lists (one gather per array)."""
 
-    return replace(exp, summary=summarise(label, quality, usd, exp))
+    def __init__(
+        self,
+        arrays: OptionArrays,
+        choice: Any,
+        chosen: np.ndarray,
+        preferred: np.ndarray,
+        escalated: np.ndarray,
+        capped: np.ndarray,
+    ) -> None:
+        rows = np.arange(len(chosen))
+        runner = choice.runner_up
+        has = runner >= 0
+        safe = np.where(has, runner, 0)
+        self.arrays, self.choice, self.preferred = arrays, choice, preferred
+        self.c: list[int] = chosen.tolist()
+        self.r: list[int] = runner.tolist()
+        self.qual: list[float] = arrays.quality[rows, chosen].tolist()
+        self.usd: list[float] = arrays.usd[rows, chosen].tolist()
+        self.usd_p90: list[float] = arrays.usd_p90[rows, chosen].tolist()
+        self.lat: list[float] = arrays.latency_s[rows, chosen].tolist()
+        self.lat_p90: list[float] = arrays.latency_p90_s[rows, chosen].tolist()
+        self.ttft: list[float] = arrays.ttft_s[rows, chosen].tolist()
+        self.energy: list[float] = arrays.energy_j[rows, chosen].tolist()
+        self.rq: list[float] = np.where(has, arrays.quality[rows, safe], 0.0).tolist()
+        self.ru: list[float] = np.where(has, arrays.usd[rows, safe], 0.0).tolist()
+        self.gain: list[float] = np.where(chosen == choice.chosen, choice.gain_per_usd, 0.0).tolist()
+        self.escalated: list[bool] = escalated.tolist()
+        self.capped: list[bool] = capped.tolist()

@@ -25,6 +25,8 @@ from planner.options import OptionArrays, OptionSet, lognormal_mean
 J_PER_KWH = 3.6e6
 GRID = 2049
 """Points of the P(correct) grid the strategy responses are tabulated on."""
+ROW_CACHE = 4096
+"""Forecast rows whose token-independent pricing `FastPricer` keeps (single-query calls)."""
 TIE_BREAK_PER_USD = 1e-6
 """Quality per USD always charged, so that equal-quality options resolve to the cheapest."""
 
@@ -80,6 +82,7 @@ class FastPricer:
         coef = np.stack([options.coef[m] for m, _ in rows], axis=1)  # (3, 7, k)
         self._c0, self._c1, self._c2 = coef[0][None], coef[1][None], coef[2][None]
         self._which_out = np.array([w for _, w in rows], np.intp)
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def quality(self, p_correct: np.ndarray) -> np.ndarray:
         """Expected quality (n, n_options) from per-tier P(correct) (n, n_tiers), option-set tier order."""
@@ -91,6 +94,8 @@ class FastPricer:
 
     def price(self, forecast: Forecast) -> OptionArrays:
         opts = self.options
+        if not opts.linear:  # exact path (cost model not affine in tokens): the option set prices it
+            return opts.price(forecast)
         same = tuple(forecast.tiers) == opts.forecast_tiers
         if same:
             p_tier, p50_t, p90_t = forecast.p_correct, forecast.output_tokens_p50, forecast.output_tokens_p90
@@ -98,16 +103,41 @@ class FastPricer:
             idx = _tier_index(forecast, opts.forecast_tiers)
             p_tier = forecast.p_correct[:, idx]
             p50_t, p90_t = forecast.output_tokens_p50[:, idx], forecast.output_tokens_p90[:, idx]
-        p50 = p50_t[:, opts.tier_col]
-        p90 = np.maximum(p90_t[:, opts.tier_col], p50)
-        if not opts.linear:  # exact path (cost model not affine in tokens): the option set prices it
-            return opts.price(forecast)
-        mean = lognormal_mean(p50, p90)
         inp = np.asarray(forecast.input_tokens, float)[:, None, None]
+        if len(inp) == 1:
+            return self._price_one(p_tier, p50_t, p90_t, inp)
+        quality, base, p90 = self._row_parts(p_tier, p50_t, p90_t)
+        return self._assemble(quality, base + self._c1 * inp, inp, p90)
+
+    def _row_parts(
+        self, p_tier: np.ndarray, p50_t: np.ndarray, p90_t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What does not depend on input tokens: quality, c0 + c_out * out (n, 7, k), p90 output tokens."""
+        opts = self.options
+        p90_tier = np.maximum(p90_t, p50_t)
+        mean = lognormal_mean(p50_t, p90_tier)[:, opts.tier_col]  # per tier, then gathered to options
+        p90 = p90_tier[:, opts.tier_col]
         out = np.stack([mean, p90], axis=1)[:, self._which_out, :]  # (n, 7, k)
-        m = self._c0 + self._c1 * inp + self._c2 * out
+        return self.quality(p_tier), self._c0 + self._c2 * out, p90
+
+    def _price_one(
+        self, p_tier: np.ndarray, p50_t: np.ndarray, p90_t: np.ndarray, inp: np.ndarray
+    ) -> OptionArrays:
+        """One query: the token-independent part is cached by forecast row (a prior repeats its rows)."""
+        key = p_tier.tobytes() + p50_t.tobytes() + p90_t.tobytes()
+        parts = self._cache.get(key)
+        if parts is None:
+            parts = self._row_parts(p_tier, p50_t, p90_t)
+            if len(self._cache) >= ROW_CACHE:
+                self._cache.clear()
+            self._cache[key] = parts
+        quality, base, p90 = parts
+        return self._assemble(quality, base + self._c1 * inp, inp, p90)
+
+    def _assemble(self, quality: np.ndarray, m: np.ndarray, inp: np.ndarray, p90: np.ndarray) -> OptionArrays:
+        opts = self.options
         return OptionArrays(
-            quality=self.quality(p_tier),
+            quality=quality,
             usd=m[:, 0],
             usd_p90=m[:, 1],
             latency_s=m[:, 2],
@@ -117,10 +147,6 @@ class FastPricer:
             device_s=m[:, 6],
             tokens_p90=inp[:, 0] + p90 * opts.output_multiplier[None, :],
         )
-
-
-def _affine(coef: np.ndarray, inp: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return np.asarray(coef[0] + coef[1] * inp + coef[2] * out)
 
 
 def _tier_index(forecast: Forecast, tiers: tuple[str, ...]) -> list[int]:
