@@ -223,7 +223,7 @@ def train_predictor(
     frame = load_runs(db, config.task)
     version = version_id(data_fingerprint(frame), config, run_name_map)
     registry = PredictorRegistryStore(db)
-    existing = next((v for v in registry.list() if v.version == version), None)
+    existing = registry.find(version)
     if existing is not None:
         metrics = EvaluationMetrics.from_dict(existing.metrics)
         report(TrainStage.DONE, 1.0, f"already trained as {version}")

@@ -81,7 +81,7 @@ def recalibrate_version(
     evaluation = prepare_runs(rest, names)
     before = holdout_metrics(predictor, evaluation)
     registry = PredictorRegistryStore(db)
-    existing = next((v for v in registry.list() if v.version == new_version), None)
+    existing = registry.find(new_version)
     if existing is not None:
         after = EvaluationMetrics.from_dict(existing.metrics)
         return Recalibration(existing, parent.version, len(sample), before, after, reused=True)

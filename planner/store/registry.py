@@ -137,6 +137,11 @@ class PredictorRegistryStore:
             raise NotFoundError(f"no predictor version {version!r}")
         return found
 
+    def find(self, version: str) -> PredictorVersion | None:
+        """The version's metadata (no artifact), or None when it is not stored."""
+        with self.db.engine.connect() as conn:
+            return self._row(conn, version, with_artifact=False)
+
     def list(self, kind: str | None = None) -> list[PredictorVersion]:
         """All versions (without artifact bytes), newest first."""
         cols = [c for c in PREDICTORS.c if c.name != "artifact"]
