@@ -4,7 +4,7 @@
   tangents at the bracket ends give a lower bound on min L, so the search stops with a certified dual gap;
   at the minimum this is the Sinha-Zoltners LP optimum of the multiple-choice knapsack.
 * Several constraints: a trust-region cutting-plane (proximal Kelley) method whose cuts are solved as a tiny
-  LP with HiGHS; the model minimum over the whole box is a certified lower bound on min L.
+  LP in one incremental HiGHS model; the model minimum over the whole box is a certified lower bound on min L.
 
 Every L(lam) with lam >= 0 is itself a valid upper bound on the integer optimum, so stopping early (deadline)
 costs only bound tightness, never validity.
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import highspy
 import numpy as np
-from scipy.optimize import linprog
 
 from planner.solve.dense import F64, Dense, Point, evaluate
 
@@ -101,47 +101,61 @@ def _secant(
     return DualResult(best, p_hi, min(lower, best.L), its, timed_out)
 
 
+class _Cuts:
+    """The cutting-plane model  min z  s.t.  z >= L(p) + g_p . (x - lam_p)  for every evaluated point p,
+    kept in one HiGHS instance (cuts are added as rows; each solve only changes the box)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        inf = highspy.kHighsInf
+        self.h.addVars(k + 1, np.zeros(k + 1), np.full(k + 1, inf))
+        self.h.changeColBounds(k, -inf, inf)
+        self.h.changeColsCost(k + 1, np.arange(k + 1, dtype=np.int32), np.append(np.zeros(k), 1.0))
+        self.idx = np.arange(k + 1, dtype=np.int32)
+
+    def add(self, p: Point, b: F64) -> None:
+        g = b - p.usage  # L(x) >= L(p) + g . (x - lam)  ->  g . x - z <= g . lam - L(p)
+        self.h.addRow(-highspy.kHighsInf, float(g @ p.lam - p.L), self.k + 1, self.idx, np.append(g, -1.0))
+
+    def solve(self, lo: F64, hi: F64) -> tuple[F64, float] | None:
+        """(argmin x, model value) over the box, or None when HiGHS does not report an optimum."""
+        self.h.changeColsBounds(self.k, self.idx[:-1], lo.astype(np.float64), hi.astype(np.float64))
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
+        return x[: self.k], float(self.h.getInfo().objective_function_value)
+
+
 def _cutting_plane(
     d: Dense, lo: F64, hi: F64, start: F64, tol: float, deadline: float | None, max_iter: int
 ) -> DualResult:
-    k = d.k
     hi = np.where(np.isfinite(hi), hi, np.maximum(start, 1.0) * 1e6)
     center = np.clip(start, lo, hi)
     best = evaluate(d, center)
     feasible = best if np.all(best.usage <= d.b) else None
-    cuts_a: list[F64] = []
-    cuts_c: list[float] = []
-
-    def add_cut(p: Point) -> None:
-        g = d.b - p.usage  # L(x) >= L(p) + g . (x - lam)  ->  g . x - z <= g . lam - L(p)
-        cuts_a.append(np.append(g, -1.0))
-        cuts_c.append(float(g @ p.lam - p.L))
-
-    add_cut(best)
+    cuts = _Cuts(d.k)
+    cuts.add(best, d.b)
     radius = np.maximum(0.5 * np.abs(center), 0.05 * (hi - lo))
     lower, its, timed_out = -np.inf, 1, False
-    cost = np.append(np.zeros(k), 1.0)
     while its < max_iter:
-        box = [*zip(lo, hi, strict=True), (None, None)]
-        res = linprog(cost, A_ub=np.array(cuts_a), b_ub=np.array(cuts_c), bounds=box, method="highs")
-        if res.status == 0:
-            lower = max(lower, float(res.fun))
+        whole = cuts.solve(lo, hi)
+        if whole is not None:
+            lower = max(lower, whole[1])
         if best.L - lower <= tol * max(abs(best.L), 1e-12):
             break
         if _expired(deadline):
             timed_out = True
             break
-        tr = [(max(a, c - r), min(h, c + r)) for a, h, c, r in zip(lo, hi, center, radius, strict=True)]
-        res = linprog(
-            cost, A_ub=np.array(cuts_a), b_ub=np.array(cuts_c), bounds=[*tr, (None, None)], method="highs"
-        )
-        if res.status != 0:
+        trust = cuts.solve(np.maximum(lo, center - radius), np.minimum(hi, center + radius))
+        if trust is None:
             break
-        trial = np.clip(res.x[:k], lo, hi)
-        predicted = float(res.fun)
+        trial, predicted = np.clip(trust[0], lo, hi), trust[1]
         p = evaluate(d, trial)
         its += 1
-        add_cut(p)
+        cuts.add(p, d.b)
         if np.all(p.usage <= d.b) and (feasible is None or p.L < feasible.L):
             feasible = p
         if best.L - 0.1 * max(best.L - predicted, 0.0) > p.L:

@@ -40,8 +40,12 @@ def solve_milp(
     pick = sp.csr_array((np.ones(nvar), (rows, np.arange(nvar))), shape=(c.n, nvar))
     constraints = [LinearConstraint(pick, 1.0, 1.0)]
     if c.k:
+        # each row scaled to unit right-hand side (or unit largest coefficient): the same constraint, but
+        # HiGHS's absolute feasibility tolerance then means the same thing for dollars, joules and seconds
         a = d.A[:, rows, cols]
-        constraints.append(LinearConstraint(sp.csr_array(a), -np.inf, c.b))
+        scale = np.where(np.abs(c.b) > 0, np.abs(c.b), np.abs(a).max(axis=1, initial=0.0))
+        scale = np.where(scale > 0, scale, 1.0)
+        constraints.append(LinearConstraint(sp.csr_array(a / scale[:, None]), -np.inf, c.b / scale))
     options: dict[str, float | bool] = {"mip_rel_gap": rel_gap, "presolve": True}
     if time_limit_s is not None:
         options["time_limit"] = max(float(time_limit_s), 1e-3)
