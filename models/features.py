@@ -7,10 +7,10 @@ Columns, in order:
 - categories: one-hot `task=`, `tag=`, `tenant=` values seen at fit time (unseen values are all-zero);
 - numeric run features: the keys of `Query.features` seen at fit time (missing keys are 0 before scaling).
 
-Dense columns are standardised with the training mean and deviation. Fitting uses scikit-learn's
-TfidfVectorizer and TruncatedSVD; the fitted state kept is plain arrays (terms, idf, projection), so transform
-runs its own vectorised numpy/scipy path for a batch and for one query, without scikit-learn's per-call
-validation, and the artifact holds no scikit-learn object.
+Dense columns are standardised with the training mean and deviation and clipped to +-`CLIP`. Fitting uses
+scikit-learn's TfidfVectorizer and TruncatedSVD; the fitted state kept is plain arrays (terms, idf,
+projection), so transform runs its own vectorised numpy/scipy path for a batch and for one query, without
+scikit-learn's per-call validation, and the artifact holds no scikit-learn object.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from models.api import Query
 
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
 """scikit-learn's default token pattern (the vocabulary is fitted with it)."""
+
+CLIP = 6.0
+"""Standardised features are clipped to [-CLIP, CLIP]: an outlying prompt cannot push a linear model far
+outside the range it was trained on."""
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -160,7 +164,7 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
     def transform(self, queries: Sequence[Query]) -> np.ndarray:
         """Standardised features, shape (len(queries), n_features_out_)."""
         check_is_fitted(self, "mean_")
-        return (self._dense(queries) - self.mean_) / self.scale_
+        return np.clip((self._dense(queries) - self.mean_) / self.scale_, -CLIP, CLIP)
 
     def transform_one(self, query: Query) -> np.ndarray:
         """The same as `transform([query])[0]`, on the hot path (no validation, no sparse matrices)."""
@@ -177,7 +181,7 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
             text = (w / math.sqrt(float(w @ w))) @ self.projection_[idx]
         cats, nums = self._side(query)
         dense = np.concatenate([text, text_stats(query), cats, nums])
-        return np.asarray((dense - self.mean_) / self.scale_)
+        return np.clip((dense - self.mean_) / self.scale_, -CLIP, CLIP)
 
     def feature_names(self) -> list[str]:
         check_is_fitted(self, "mean_")

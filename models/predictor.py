@@ -137,7 +137,9 @@ class DifficultyPredictor(BaseEstimator):
         rows = z[q, t]
         score = frame["score"].to_numpy(float)
         self.success_ = copy.copy(self.success_)  # never mutate parts shared with the original fit
-        self.success_.calibrator_ = fit_tier_platt(rows, t, score, len(self.tiers_))
+        trained = self.success_.calibrator_
+        base = trained.base if trained.base is not None else trained  # recalibrate from the trained map
+        self.success_.calibrator_ = fit_tier_platt(rows, t, score, len(self.tiers_), base=base)
         tokens = frame["output_tokens"].to_numpy(float)
         ok = np.isfinite(tokens) & (tokens > 0)
         if ok.sum() >= MIN_RECALIBRATION_RUNS:

@@ -49,7 +49,8 @@ class Calibrator:
     """A monotone map of the raw logit: 'none', 'platt' (a * z + b) or 'isotonic' (interpolated steps on p).
 
     `tier_shift` (per tier, Platt only) is added to a * z + b when `z` is a (queries, tiers) matrix: the
-    per-tier offsets a recalibration on a new task may fit (`models.recalibrate`)."""
+    per-tier offsets a recalibration on a new task may fit (`models.recalibrate`). With a `base`, the map
+    applies to logit(base(z)): a recalibration is a correction on top of the trained calibrator."""
 
     method: str = "none"
     a: float = 1.0
@@ -57,8 +58,12 @@ class Calibrator:
     x: np.ndarray | None = None
     y: np.ndarray | None = None
     tier_shift: np.ndarray | None = None
+    base: Calibrator | None = None
 
     def apply(self, z: np.ndarray) -> np.ndarray:
+        if self.base is not None:
+            p0 = np.clip(self.base.apply(z), EPS, 1 - EPS)
+            z = np.log(p0) - np.log1p(-p0)
         if self.method == "platt":
             shift = self.tier_shift
             if shift is not None and z.ndim >= 1 and z.shape[-1] == len(shift):
@@ -130,8 +135,12 @@ class CoreParams:
     mf: MFParams | None = None
     mix: float = 0.0
 
-    def logits(self, x: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
-        ease = x @ self.w + self.c
+    def logits(
+        self, x: np.ndarray, task: np.ndarray | None = None, ease: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw logits, shape (n_queries, n_tiers); `ease` overrides the predicted ease (out-of-fold use)."""
+        if ease is None:
+            ease = x @ self.w + self.c
         z = self.b + self.a[None, :] + np.outer(ease, self.s + self.g)
         if task is not None and self.m.shape[0] > 1:
             known = (task >= 0) & (task < self.m.shape[0])
@@ -172,12 +181,15 @@ class SuccessModel(BaseEstimator):
             raise InvalidArgumentError.for_field("cells", 0, "no observed outcomes")
         self.n_tiers_ = n_tiers
         self.n_tasks_ = n_tasks
-        self.calibrator_ = self._choose_calibrator(x, cells)
-        self.core_ = self._fit_core(x, cells)
+        self.core_, ease_oof = self._fit_core(x, cells)
+        rows = np.arange(len(cells.score))
+        z = self.core_.logits(x[cells.query], cells.task, ease_oof[cells.query])[rows, cells.tier]
+        self.calibrator_ = self._choose_calibrator(z, cells)
         return self
 
     # ---- the three linear steps -------------------------------------------------------------------------
-    def _fit_core(self, x: np.ndarray, cells: Cells) -> CoreParams:
+    def _fit_core(self, x: np.ndarray, cells: Cells) -> tuple[CoreParams, np.ndarray]:
+        """The fitted core and the out-of-fold predicted ease of every query row."""
         nq, nt, nk = x.shape[0], self.n_tiers_, self.n_tasks_
         pair = cells.task * nt + cells.tier
         irt = _fit_logistic(
@@ -205,7 +217,7 @@ class SuccessModel(BaseEstimator):
         coef = head.coef_[0]
         g = float(coef[2 * nt])
         m = coef[2 * nt + 1 : 2 * nt + 1 + nk * nt].reshape(nk, nt) if nk > 1 else np.zeros((1, nt))
-        return CoreParams(
+        core = CoreParams(
             w=np.asarray(final.coef_, dtype=float),
             mf=self._fit_mf(x, cells) if self.mf_rank > 0 else None,
             mix=self.mf_weight if self.mf_rank > 0 else 0.0,
@@ -216,6 +228,7 @@ class SuccessModel(BaseEstimator):
             s=coef[nt : 2 * nt].copy(),
             m=m,
         )
+        return core, ease_hat
 
     def _fit_mf(self, x: np.ndarray, cells: Cells) -> MFParams:
         from models.mf import MFSuccess
@@ -224,28 +237,28 @@ class SuccessModel(BaseEstimator):
         return MFParams(mf.proj_, mf.tier_emb_, mf.bias_)
 
     # ---- calibration ------------------------------------------------------------------------------------
-    def _choose_calibrator(self, x: np.ndarray, cells: Cells) -> Calibrator:
+    def _choose_calibrator(self, z: np.ndarray, cells: Cells) -> Calibrator:
+        """The calibration (identity, Platt or isotonic) with the lowest cross-validated log-loss over query
+        folds of the training cells' logits, whose query ease is out-of-fold (so nearly out-of-sample)."""
         queries = np.unique(cells.query)
         if self.calibration == "none" or len(queries) < 40:
             return Calibrator()
-        rng = np.random.default_rng(self.random_state)
-        val_q = rng.choice(queries, size=max(10, int(len(queries) * self.validation_fraction)), replace=False)
-        in_val = np.isin(cells.query, val_q)
-        core = self._fit_core(x, cells.subset(~in_val))
-        val = cells.subset(in_val)
-        z = core.logits(x[val.query], val.task)[np.arange(len(val.score)), val.tier]
         methods = ("none", "platt", "isotonic") if self.calibration == "auto" else (self.calibration,)
-        half = np.isin(val.query, val_q[: len(val_q) // 2])
+        rng = np.random.default_rng(self.random_state)
+        fold_of = np.zeros(int(cells.query.max()) + 1, dtype=int)
+        fold_of[queries] = rng.permutation(len(queries)) % self.n_folds
+        fold = fold_of[cells.query]
         losses = {}
         for method in methods:
             loss = 0.0
-            for train_mask in (half, ~half):
-                cal = fit_calibrator(method, z[train_mask], val.score[train_mask])
-                loss += _logloss(val.score[~train_mask], cal.apply(z[~train_mask]))
+            for k in range(self.n_folds):
+                test = fold == k
+                cal = fit_calibrator(method, z[~test], cells.score[~test])
+                loss += _logloss(cells.score[test], cal.apply(z[test])) * test.mean()
             losses[method] = loss
         self.calibration_losses_ = losses
         best = min(losses, key=losses.__getitem__)
-        return fit_calibrator(best, z, val.score)
+        return fit_calibrator(best, z, cells.score)
 
     # ---- prediction -------------------------------------------------------------------------------------
     def logits(self, x: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
