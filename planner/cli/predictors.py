@@ -34,7 +34,7 @@ from planner.predictors import (
 from planner.store import Database, PredictorVersion
 
 predictors_app = typer.Typer(
-    help="Predictor registry: list, promote, roll back, evaluate.", no_args_is_help=True
+    help="Predictor registry: list, promote, roll back, evaluate, recalibrate.", no_args_is_help=True
 )
 app.add_typer(predictors_app, name="predictors")
 
