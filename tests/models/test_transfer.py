@@ -60,3 +60,17 @@ def test_recalibration_on_200_runs_of_a_new_task_helps(
 
 def _first_query(frame: pd.DataFrame) -> Query:
     return queries_from_frame(frame)[0]
+
+
+def test_recalibrated_predictor_with_strategy_evidence_round_trips(
+    fitted: DifficultyPredictor, demo: pd.DataFrame
+) -> None:
+    from models import persist
+
+    new = demo[(demo["task"] == "reasoning") & (demo["strategy"] == "single")]
+    recal = copy.deepcopy(fitted).recalibrate(new.head(300))
+    loaded = persist.loads(persist.dumps(recal))
+    queries = queries_from_frame(new)[:10]
+    np.testing.assert_array_equal(loaded.forecast(queries).p_correct, recal.forecast(queries).p_correct)
+    cot = next(s for s in load_catalog().strategies if s.name == "cot")
+    assert loaded.strategy_offset(cot) == pytest.approx(recal.strategy_offset(cot))
