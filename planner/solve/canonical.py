@@ -68,6 +68,35 @@ class Canon:
             a[i] = np.where(valid, arr[start:stop] * float(sign), 0.0)
         return obj.astype(dtype, copy=False), a, valid
 
+    def views(
+        self, start: int, stop: int, dtype: type
+    ) -> tuple[Arr, list[Arr], npt.NDArray[np.bool_] | None]:
+        """Like `block`, without copies when every option of the rows is valid: (obj, one (rows, m)
+        array per constraint, None); else (obj, arrays, valid), infeasible entries neutralised as `block`."""
+        p = self.problem
+        if p.feasible is None and _all_nonneg_finite(self, start, stop):
+            obj = p.value[start:stop] if self.obj_sign > 0 else -p.cost[start:stop]
+            arrays = [
+                arr[start:stop] if sign > 0 else -arr[start:stop]
+                for arr, sign in zip(self.arrays, self.signs, strict=True)
+            ]
+            return obj.astype(dtype, copy=False), [a.astype(dtype, copy=False) for a in arrays], None
+        obj, a, valid = self.block(start, stop, dtype)
+        return obj, list(a), valid
+
+
+def _all_nonneg_finite(c: Canon, start: int, stop: int) -> bool:
+    """Fast check (reductions only) that values are finite and costs / resources finite and >= 0."""
+    p = c.problem
+    value = p.value[start:stop]
+    if not np.isfinite(value.sum(dtype=np.float64)):
+        return False
+    for arr in (p.cost, *p.resources.values()):
+        blk = arr[start:stop]
+        if not (blk.min() >= 0 and np.isfinite(blk.max())):
+            return False
+    return True
+
 
 def canonical(p: Problem) -> Canon:
     arrays: list[Arr] = []

@@ -62,16 +62,66 @@ class Point:
         return self.usage
 
 
-def evaluate(d: Dense, lam: F64) -> Point:
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """Consecutive row blocks of one Dense whose rows are sorted by candidate count, each cut to its own
+    width, so the Lagrangian oracle does no work on padding. Choices index the rows in block order."""
+
+    parts: tuple[Dense, ...]
+    b: F64
+
+    @property
+    def n(self) -> int:
+        return sum(p.n for p in self.parts)
+
+    @property
+    def k(self) -> int:
+        return int(self.b.shape[0])
+
+
+def split_by_width(d: Dense) -> Blocks:
+    """Blocks of `d` (rows sorted by ascending candidate count) of widths 1, 2, 3, 4, 6, 8, 12, 16, ..."""
+    count = d.valid.sum(axis=1)
+    if count.size and np.any(np.diff(count) < 0):
+        raise ValueError("rows must be sorted by candidate count")
+    parts: list[Dense] = []
+    start, width = 0, 1
+    while start < d.n:
+        stop = int(np.searchsorted(count, width, side="right"))
+        if stop > start:
+            parts.append(
+                Dense(
+                    np.ascontiguousarray(d.obj[start:stop, :width]),
+                    np.ascontiguousarray(d.A[:, start:stop, :width]),
+                    d.b,
+                    np.ascontiguousarray(d.cols[start:stop, :width]),
+                )
+            )
+            start = stop
+        width = width + 1 if width < 4 else width + width // 2
+    return Blocks(tuple(parts), d.b)
+
+
+def evaluate(d: Dense | Blocks, lam: F64) -> Point:
     """L(lam), the per-row argmax and the totals of that argmax (ties go to the lowest column)."""
     lam = np.asarray(lam, dtype=np.float64)
-    score = d.obj.copy() if d.k == 0 else d.obj - np.tensordot(lam, d.A, axes=1)
-    choice = np.argmax(score, axis=1)
-    rows = np.arange(d.n)
-    best = score[rows, choice]
-    usage = d.A[:, rows, choice].sum(axis=1) if d.k else np.zeros(0)
-    objective = float(d.obj[rows, choice].sum())
-    return Point(lam, float(best.sum() + lam @ d.b), choice, usage, objective)
+    parts = d.parts if isinstance(d, Blocks) else (d,)
+    best_sum, objective = 0.0, 0.0
+    usage = np.zeros(d.k)
+    choices: list[I64] = []
+    for part in parts:
+        score = part.obj.copy() if part.k == 0 else part.obj - np.tensordot(lam, part.A, axes=1)
+        choice = np.argmax(score, axis=1)
+        rows = np.arange(part.n)
+        best_sum += float(score[rows, choice].sum())
+        if part.k:
+            usage += part.A[:, rows, choice].sum(axis=1)
+        objective += float(part.obj[rows, choice].sum())
+        choices.append(choice)
+    choice_all = (
+        choices[0] if len(choices) == 1 else np.concatenate(choices) if choices else np.zeros(0, np.int64)
+    )
+    return Point(lam, best_sum + float(lam @ d.b), choice_all, usage, objective)
 
 
 def totals(d: Dense, choice: I64) -> tuple[float, F64]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
-from planner.solve.dense import F64, Dense, Point, evaluate
+from planner.solve.dense import F64, Blocks, Dense, Point, evaluate
 
 Oracle = Callable[[F64], Point]
 
@@ -40,7 +40,7 @@ def _expired(deadline: float | None) -> bool:
 
 
 def minimise(
-    d: Dense,
+    d: Dense | Blocks,
     lo: F64,
     hi: F64,
     start: F64,
@@ -56,7 +56,7 @@ def minimise(
 
 
 def _secant(
-    d: Dense, lo: float, hi: float, start: float, tol: float, deadline: float | None, max_iter: int
+    d: Dense | Blocks, lo: float, hi: float, start: float, tol: float, deadline: float | None, max_iter: int
 ) -> DualResult:
     b = float(d.b[0])
     at = lambda x: evaluate(d, np.array([x]))  # noqa: E731
@@ -130,7 +130,7 @@ class _Cuts:
 
 
 def _cutting_plane(
-    d: Dense, lo: F64, hi: F64, start: F64, tol: float, deadline: float | None, max_iter: int
+    d: Dense | Blocks, lo: F64, hi: F64, start: F64, tol: float, deadline: float | None, max_iter: int
 ) -> DualResult:
     hi = np.where(np.isfinite(hi), hi, np.maximum(start, 1.0) * 1e6)
     center = np.clip(start, lo, hi)

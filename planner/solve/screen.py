@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.solve.canonical import Canon
-from planner.solve.dense import F64, I64, Dense
+from planner.solve.dense import F64, I64, Blocks, Dense, split_by_width
 
 BLOCK_ROWS = 2048
 
@@ -34,9 +34,13 @@ class Screened:
     fixed_choice: npt.NDArray[np.int32]  # (n,) option of every row at the box centre
     fixed_obj: float
     fixed_usage: F64
-    rows: I64  # rows of the reduced Dense
+    rows: I64  # rows of the reduced Dense (sorted by candidate count)
     dense: Dense
     min_usage: F64  # sum over rows of each constraint's least use (necessary feasibility test)
+
+    def blocks(self) -> Blocks:
+        """The reduced Dense as width-trimmed row blocks (same row order) for the dual."""
+        return split_by_width(self.dense)
 
     @property
     def sizes(self) -> tuple[float, int]:
@@ -72,6 +76,8 @@ def screen(c: Canon, centre: F64, lo: F64, hi: F64, workers: int) -> Screened:
     obj = np.concatenate([_pad(p.obj, width, -np.inf) for p in parts])
     a = np.concatenate([_pad3(p.A, width) for p in parts], axis=1)
     fixed_usage = np.sum([p.fixed_usage for p in parts], axis=0)
+    order = np.argsort(np.isfinite(obj).sum(axis=1), kind="stable")  # by candidate count, for `blocks`
+    rows, cols, obj, a = rows[order], cols[order], obj[order], a[:, order]
     dense = Dense(obj, a, c.b - fixed_usage, cols)
     return Screened(
         np.concatenate([p.best for p in parts]),
@@ -101,35 +107,57 @@ def _pad3(x: F64, width: int) -> F64:
 
 def _block(c: Canon, start: int, stop: int, centre: F64, lo: F64, hi: F64) -> _Part:
     dtype = np.float32 if c.obj.dtype == np.float32 else np.float64
-    obj, a, valid = c.block(start, stop, dtype)
-    nrow = stop - start
-    r = np.arange(nrow)
+    obj, arrays, valid = c.views(start, stop, dtype)
+    r = np.arange(stop - start)
+    tmp = np.empty_like(obj)
     score = obj.copy()
-    for k in range(c.k):
-        score -= dtype(centre[k]) * a[k]
+    for k, a in enumerate(arrays):
+        np.multiply(a, dtype(centre[k]), out=tmp)
+        score -= tmp
     best = np.argmax(score, axis=1)
-    margin = obj - obj[r, best][:, None]
-    slack = np.abs(obj[r, best]).astype(np.float64)
-    for k in range(c.k):
-        d = a[k] - a[k][r, best][:, None]
-        margin -= dtype(lo[k]) * d + dtype(hi[k] - lo[k]) * np.minimum(d, 0)
-        slack += hi[k] * np.abs(a[k][r, best])
-    keep = valid & (margin >= -(1e-5 * slack + 1e-12).astype(dtype)[:, None])
+    ob = obj[r, best]
+    margin = np.subtract(obj, ob[:, None], out=score)  # score is not needed any more
+    slack = np.abs(ob).astype(np.float64)
+    low = np.empty_like(obj)
+    for k, a in enumerate(arrays):
+        ab = a[r, best]
+        np.subtract(a, ab[:, None], out=tmp)  # d_k
+        np.minimum(tmp, 0, out=low)
+        tmp *= dtype(lo[k])
+        margin -= tmp
+        low *= dtype(hi[k] - lo[k])
+        margin -= low
+        slack += hi[k] * np.abs(ab)
+    keep = margin >= -(1e-5 * slack + 1e-12).astype(dtype)[:, None]
+    if valid is not None:
+        keep &= valid
     keep[r, best] = True
     count = keep.sum(axis=1)
     single = count == 1
-    fixed_obj = float(obj[r, best][single].sum(dtype=np.float64))
-    fixed_usage = np.array([a[k][r, best][single].sum(dtype=np.float64) for k in range(c.k)])
-    min_usage = np.array(
-        [np.where(valid, a[k], np.inf).min(axis=1).sum(dtype=np.float64) for k in range(c.k)]
-    )
+    fixed_obj = float(ob[single].sum(dtype=np.float64))
+    fixed_usage = np.array([a[r, best][single].sum(dtype=np.float64) for a in arrays])
+    if valid is None:
+        min_usage = np.array([a.min(axis=1).sum(dtype=np.float64) for a in arrays])
+    else:
+        min_usage = np.array([np.where(valid, a, np.inf).min(axis=1).sum(dtype=np.float64) for a in arrays])
     multi = np.flatnonzero(~single)
     width = int(count[multi].max(initial=1))
     order = np.argsort(~keep[multi], axis=1, kind="stable")[:, :width]
     kept = keep[multi[:, None], order]
     cols = np.where(kept, order, -1).astype(np.int64)
     sel_obj = np.where(kept, obj[multi[:, None], order], -np.inf).astype(np.float64)
-    sel_a = np.where(kept[None], a[:, multi[:, None], order], 0.0).astype(np.float64)
+    sel_a = (
+        np.stack([np.where(kept, a[multi[:, None], order], 0.0) for a in arrays])
+        if arrays
+        else np.zeros((0, multi.size, width))
+    )
     return _Part(
-        best.astype(np.int32), fixed_obj, fixed_usage, multi + start, cols, sel_obj, sel_a, min_usage
+        best.astype(np.int32),
+        fixed_obj,
+        fixed_usage,
+        multi + start,
+        cols,
+        sel_obj,
+        sel_a.astype(np.float64),
+        min_usage,
     )

@@ -9,6 +9,7 @@ from solve_instances import between, make_instance
 from planner.errors import InfeasibleError, InvalidArgumentError
 from planner.solve import SPEND, Objective, Problem, solve, solve_milp
 from planner.solve import solver as solver_module
+from planner.solve.dense import Dense, evaluate, split_by_width
 
 
 def _rows(p: Problem, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +136,7 @@ def test_large_path_screens_and_matches_the_small_path(monkeypatch: pytest.Monke
     small = solve(p)
     monkeypatch.setattr(solver_module, "SMALL_ELEMENTS", 1000)
     monkeypatch.setattr(solver_module, "SAMPLE_ROWS", 1500)
+    monkeypatch.setattr(solver_module, "UPGRADE_ROWS", 50)  # exercise the near-tie upgrade
     large = solve(p, workers=2)
     assert large.stats.method == "screened-lagrangian"
     r = np.arange(6000), large.choice
@@ -154,3 +156,20 @@ def test_time_limit_still_returns_a_feasible_plan() -> None:
     assert float(c[r].sum()) <= p.budget  # type: ignore[operator]
     assert float(e[r].sum()) <= p.capacities["energy"]
     assert s.bound >= s.value
+
+
+def test_blocks_oracle_equals_the_dense_one() -> None:
+    rng = np.random.default_rng(12)
+    n, m = 300, 9
+    obj = rng.uniform(0, 1, (n, m))
+    width = np.sort(rng.integers(1, m + 1, n))
+    obj[np.arange(m)[None, :] >= width[:, None]] = -np.inf
+    a = np.where(np.isfinite(obj)[None], rng.uniform(0, 1, (2, n, m)), 0.0)
+    d = Dense(obj, a, np.array([50.0, 60.0]), np.broadcast_to(np.arange(m), (n, m)))
+    blocks = split_by_width(d)
+    assert sum(p.n for p in blocks.parts) == n and len(blocks.parts) > 1
+    for lam in (np.zeros(2), np.array([0.3, 0.1]), np.array([2.0, 5.0])):
+        one, many = evaluate(d, lam), evaluate(blocks, lam)
+        assert abs(one.L - many.L) <= 1e-9 * abs(one.L)
+        assert np.array_equal(one.choice, many.choice)
+        np.testing.assert_allclose(one.usage, many.usage)
