@@ -133,6 +133,13 @@ class FleetPlan:
     shares: tuple[float, ...]
     usd_per_hour: float
     devices: Mapping[str, int] = field(default_factory=dict)
+    pool_usd_per_hour: tuple[float, ...] = ()
+    """Spend per hour of each pool (replicas x device price, or the per-token spend of its load share)."""
+
+    def pool_cost(self, i: int) -> float:
+        if self.pool_usd_per_hour:
+            return self.pool_usd_per_hour[i]
+        return self.replicas[i] * self.pools[i].usd_per_hour
 
     def used(self) -> list[tuple[PoolCapacity, int, float]]:
         return [(p, n, y) for p, n, y in zip(self.pools, self.replicas, self.shares, strict=True) if y > 1e-9]
@@ -140,7 +147,7 @@ class FleetPlan:
     def to_dict(self) -> dict[str, object]:
         return {
             "usd_per_hour": self.usd_per_hour,
-            "devices": dict(self.devices),
+            "devices": dict(self.devices),  # per-token pools: spend in usd_per_hour (total), not per pool
             "pools": [
                 {
                     "pool": p.key,
@@ -149,11 +156,12 @@ class FleetPlan:
                     "n_devices": p.n_devices,
                     "replicas": n,
                     "share": y,
-                    "cap_rps_per_replica": p.cap_rps,
-                    "usd_per_hour": n * p.usd_per_hour,
+                    "cap_rps_per_replica": p.cap_rps if math.isfinite(p.cap_rps) else None,
+                    "usd_per_hour": self.pool_cost(i),
                     "per_token": p.per_token,
                 }
-                for p, n, y in self.used()
+                for i, (p, n, y) in enumerate(zip(self.pools, self.replicas, self.shares, strict=True))
+                if y > 1e-9
             ],
         }
 
@@ -443,8 +451,16 @@ def solve_fleet(
     for i in dev:
         if n[i]:
             devices[pools[i].target] = devices.get(pools[i].target, 0) + int(n[i]) * pools[i].n_devices
+    cost = [
+        float(n[i] * p.usd_per_hour + (c[nd + i] * y[i] if p.per_token else 0.0)) for i, p in enumerate(pools)
+    ]
     return FleetPlan(
-        tuple(pools), tuple(int(v) for v in n), tuple(float(v) for v in y), float(res.fun), devices
+        tuple(pools),
+        tuple(int(v) for v in n),
+        tuple(float(v) for v in y),
+        float(res.fun),
+        devices,
+        tuple(cost),
     )
 
 

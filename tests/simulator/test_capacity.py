@@ -191,3 +191,17 @@ def test_cli_capacity_plan_prints_one_json_object() -> None:
     assert out["confirmed"] and out["plan"]["devices"]["H100-SXM5-80GB"] >= 1
     bad = CliRunner().invoke(app, ["capacity", "plan", "--route", "nope:single:1", "--json"])
     assert bad.exit_code == 2 and json.loads(bad.stdout)["error"] == "InvalidArgumentError"
+
+
+def test_per_token_services_are_priced_per_request_and_need_no_replicas(cost_model: CostModel) -> None:
+    routes = [Route("llama-3.1-70b", "single", 1.0)]
+    targets = ["H100-SXM5-80GB", "cerebras-wse3"]
+    result = plan_capacity(
+        cost_model, small_load(rate=2.0, duration=120.0), routes, Slo(2.0, 0.1), targets=targets
+    )
+    assert result.confirmed
+    out = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    pools = out["plan"]["pools"]
+    assert sum(p["usd_per_hour"] for p in pools) == pytest.approx(out["usd_per_hour"])
+    for p in pools:
+        assert (p["replicas"] == 0) == p["per_token"]
