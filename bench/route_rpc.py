@@ -11,7 +11,7 @@
   shared machine than wall-clock throughput): server-bound throughput ratio = echo CPU / Route CPU.
 - In-process decision time (no gRPC): `OnlineRouter.route` on one query (p50/p99) and per query in a batch.
 
-Usage: python bench/route_rpc.py [--calls 3000] [--rounds 3] [--concurrency 32] [--json]
+Usage: python bench/route_rpc.py [--calls 3000] [--rounds 3] [--concurrency 32] [--dry-run] [--json]
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def _serve(url: str, ready: Any, stop: Any) -> None:
     asyncio.run(main())
 
 
-def _route_request(i: int) -> routing_pb2.RouteRequest:
+def _route_request(i: int, dry_run: bool = False) -> routing_pb2.RouteRequest:
     return routing_pb2.RouteRequest(
+        dry_run=dry_run,
         query=common_pb2.QueryInput(query_id=f"b{i}", prompt=PROMPTS[i % len(PROMPTS)], tenant="default"),
         budget_override=common_pb2.Budget(spend_usd=1e9, period=common_pb2.BUDGET_PERIOD_DAY),
     )
@@ -105,14 +106,14 @@ async def _round(call: Any, requests: list[Any], concurrency: int, server_pid: i
     }
 
 
-def _client(port: int, pid: int, calls: int, rounds: int, concurrency: int, out: Any) -> None:
+def _client(port: int, pid: int, calls: int, rounds: int, concurrency: int, dry_run: bool, out: Any) -> None:
     async def main() -> dict[str, Any]:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             echo = health_pb2_grpc.HealthStub(ch).Check
             route = routing_pb2_grpc.RoutingServiceStub(ch).Route
             probe = await route(_route_request(-1))  # builds the router (fits the prior) before timing
             echo_req = [health_pb2.HealthCheckRequest()] * calls
-            route_req = [_route_request(i) for i in range(calls)]
+            route_req = [_route_request(i, dry_run) for i in range(calls)]
             await _round(echo, echo_req[:200], concurrency)  # warm up both paths
             await _round(route, route_req[:200], concurrency)
             res: dict[str, list[dict[str, Any]]] = {"echo": [], "route": []}
@@ -169,7 +170,7 @@ def _in_process(n_single: int, batch: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def run(calls: int, rounds: int, concurrency: int) -> dict[str, Any]:
+def run(calls: int, rounds: int, concurrency: int, dry_run: bool = False) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -178,7 +179,9 @@ def run(calls: int, rounds: int, concurrency: int) -> dict[str, Any]:
         server.start()
         try:
             port = ready.get(timeout=300)
-            client = ctx.Process(target=_client, args=(port, server.pid, calls, rounds, concurrency, out))
+            client = ctx.Process(
+                target=_client, args=(port, server.pid, calls, rounds, concurrency, dry_run, out)
+            )
             client.start()
             result = out.get(timeout=1800)
             client.join(60)
@@ -195,6 +198,7 @@ def run(calls: int, rounds: int, concurrency: int) -> dict[str, Any]:
 
     return {
         "calls_per_round": calls,
+        "dry_run": dry_run,
         "rounds": rounds,
         "concurrency": concurrency,
         "echo_calls_per_s": statistics.median(echo),
@@ -221,9 +225,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--dry-run", action="store_true", help="Route without ledger charge and audit")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    res = run(args.calls, args.rounds, args.concurrency)
+    res = run(args.calls, args.rounds, args.concurrency, args.dry_run)
     if args.json:
         print(json.dumps(res))
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -278,9 +279,10 @@ class AuditWriter:
                 stop = True
             else:
                 batch.append(first)
+            deadline = time.monotonic() + self._interval  # collect for a while: few, large transactions
             while len(batch) < self._batch and not stop:
                 try:
-                    item = self._queue.get(timeout=self._interval if len(batch) < 8 else 0.0)
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 taken += 1

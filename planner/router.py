@@ -26,7 +26,9 @@ J_PER_KWH = 3.6e6
 GRID = 2049
 """Points of the P(correct) grid the strategy responses are tabulated on."""
 ROW_CACHE = 4096
-"""Forecast rows whose token-independent pricing `FastPricer` keeps (single-query calls)."""
+"""Forecast rows whose token-independent pricing `FastPricer` keeps (small batches and single queries)."""
+CACHED_BATCH = 64
+"""Batches up to this size are priced row by row through the cache; larger ones fully vectorised."""
 TIE_BREAK_PER_USD = 1e-6
 """Quality per USD always charged, so that equal-quality options resolve to the cheapest."""
 
@@ -104,9 +106,17 @@ class FastPricer:
             p_tier = forecast.p_correct[:, idx]
             p50_t, p90_t = forecast.output_tokens_p50[:, idx], forecast.output_tokens_p90[:, idx]
         inp = np.asarray(forecast.input_tokens, float)[:, None, None]
-        if len(inp) == 1:
-            return self._price_one(p_tier, p50_t, p90_t, inp)
-        quality, base, p90 = self._row_parts(p_tier, p50_t, p90_t)
+        if len(inp) <= CACHED_BATCH:
+            parts = [
+                self._cached_parts(p_tier[i : i + 1], p50_t[i : i + 1], p90_t[i : i + 1])
+                for i in range(len(inp))
+            ]
+            if len(parts) == 1:
+                quality, base, p90 = parts[0]
+            else:
+                quality, base, p90 = (np.concatenate(x) for x in zip(*parts, strict=True))
+        else:
+            quality, base, p90 = self._row_parts(p_tier, p50_t, p90_t)
         return self._assemble(quality, base + self._c1 * inp, inp, p90)
 
     def _row_parts(
@@ -120,10 +130,10 @@ class FastPricer:
         out = np.stack([mean, p90], axis=1)[:, self._which_out, :]  # (n, 7, k)
         return self.quality(p_tier), self._c0 + self._c2 * out, p90
 
-    def _price_one(
-        self, p_tier: np.ndarray, p50_t: np.ndarray, p90_t: np.ndarray, inp: np.ndarray
-    ) -> OptionArrays:
-        """One query: the token-independent part is cached by forecast row (a prior repeats its rows)."""
+    def _cached_parts(
+        self, p_tier: np.ndarray, p50_t: np.ndarray, p90_t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_row_parts` of one forecast row, cached by its bytes (a prior forecaster repeats its rows)."""
         key = p_tier.tobytes() + p50_t.tobytes() + p90_t.tobytes()
         parts = self._cache.get(key)
         if parts is None:
@@ -131,8 +141,7 @@ class FastPricer:
             if len(self._cache) >= ROW_CACHE:
                 self._cache.clear()
             self._cache[key] = parts
-        quality, base, p90 = parts
-        return self._assemble(quality, base + self._c1 * inp, inp, p90)
+        return parts
 
     def _assemble(self, quality: np.ndarray, m: np.ndarray, inp: np.ndarray, p90: np.ndarray) -> OptionArrays:
         opts = self.options

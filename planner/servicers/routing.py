@@ -144,10 +144,15 @@ def call_from_proto(
     return CallOptions(rails=rails, budget=budget, dry_run=request.dry_run, fallback=fallback)
 
 
+def _first_tenant(request: Any) -> str:
+    """The tenant of a Route request's query, or of a RouteBatch request's first query."""
+    query = request.query if hasattr(request, "query") else (request.queries[0] if request.queries else None)
+    return (query.tenant if query is not None else "") or "default"
+
+
 def _tenant_period(state: ServiceState, request: Any, budget: Budget) -> Budget:
     """An override without a period takes the tenant's catalog period."""
-    query = request.query if hasattr(request, "query") else (request.queries[0] if request.queries else None)
-    name = (query.tenant if query is not None else "") or "default"
+    name = _first_tenant(request)
     for t in state.catalog.tenants:
         if t.name == name:
             return Budget(budget.spend_usd, budget.energy_kwh, t.period)
@@ -242,7 +247,7 @@ class Coalescer:
     so that calls arriving together share one vectorised decision.
     """
 
-    def __init__(self, wait_s: float = 0.001, max_batch: int = 256, busy_s: float = 0.005) -> None:
+    def __init__(self, wait_s: float = 0.002, max_batch: int = 256, busy_s: float = 0.005) -> None:
         self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
         self._last_flush = -1e9
         self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
@@ -312,6 +317,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         self._lock = asyncio.Lock()
         self._key: tuple[str, int] | None = None
         self.coalescer = Coalescer()
+        self._calls: dict[tuple[Any, ...], CallOptions] = {}
         state.extras["routing"] = self.coalescer
         state.closers.append(self.close)
 
@@ -337,10 +343,36 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             self.state.router.close()
             self.state.router = None
 
+    def _call(self, request: Any, bad: list[FieldViolation], context: Ctx) -> CallOptions:
+        """`call_from_proto`, cached by the request's call-level fields (schedulers repeat them)."""
+        if self.state.time_budget(context) < MIN_DECIDE_S:
+            return call_from_proto(self.state, request, bad, context)
+        key = (
+            self.state.catalog_version,
+            request.guard_rails.SerializeToString(deterministic=True),
+            request.slo.SerializeToString(deterministic=True),
+            request.budget_override.SerializeToString(deterministic=True)
+            if request.HasField("budget_override")
+            else None,
+            request.dry_run,
+            _first_tenant(request),
+        )
+        call = self._calls.get(key)
+        if call is None:
+            mine: list[FieldViolation] = []
+            call = call_from_proto(self.state, request, mine, context)
+            if mine:
+                bad.extend(mine)
+                return call
+            if len(self._calls) >= 1024:
+                self._calls.clear()
+            self._calls[key] = call
+        return call
+
     async def Route(self, request: routing_pb2.RouteRequest, context: Ctx) -> routing_pb2.RouteResponse:
         bad: list[FieldViolation] = []
         query = query_from_proto(request.query, "query", bad, self._tenants())
-        call = call_from_proto(self.state, request, bad, context)
+        call = self._call(request, bad, context)
         if bad:
             raise InvalidArgumentError("invalid RouteRequest", bad)
         router = await self.router(context)
@@ -355,7 +387,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             bad.append(FieldViolation("queries", len(request.queries), f"needs 1 to {MAX_BATCH} queries"))
         tenants = self._tenants()
         queries = [query_from_proto(q, f"queries[{i}]", bad, tenants) for i, q in enumerate(request.queries)]
-        call = call_from_proto(self.state, request, bad, context)
+        call = self._call(request, bad, context)
         if bad:
             raise InvalidArgumentError("invalid RouteBatchRequest", bad)
         router = await self.router(context)
