@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select
 
 from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from planner.servicers.state import ServiceState
-from planner.store import RunStore
+from planner.store import Database
+from planner.store.runs import RUNS
 from planner.v1 import simulation_pb2
 from simulator.costmodel import CostModel
 from simulator.forecast import Backtest, ForecastModel, SpendForecast, backtest, forecast
@@ -84,17 +87,34 @@ def _cost_model(state: ServiceState) -> CostModel:
     return model
 
 
+HISTORY_COLUMNS = ("timestamp", "tier", "model", "target", "input_tokens", "output_tokens", "prompt_chars",
+                   "output_chars", "cost_usd", "tenant")  # fmt: skip
+
+
+def history_frame(db: Database, tenant: str | None) -> pd.DataFrame:
+    """Only the columns pricing needs, of timestamped runs (one query; no prompts or features read)."""
+    c = RUNS.c
+    stmt = select(*(c[name] for name in HISTORY_COLUMNS)).where(c.timestamp.is_not(None))
+    if tenant:
+        stmt = stmt.where(c.tenant == tenant)
+    with db.engine.connect() as conn:
+        frame = pd.read_sql(stmt, conn)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
 def load_history(state: ServiceState, args: ForecastArgs) -> SpendHistory:
     """The daily spend history the forecast is fitted on (blocking: reads the store)."""
     if args.synthetic:
         return synthetic_daily(SYNTHETIC_DAYS, args.seed)
     if state.db is None:
         raise FailedPreconditionError("this server runs without a database: no run history to forecast from")
-    frame = RunStore(state.db).load_frame()
-    if args.tenant and not (frame["tenant"].astype(str) == args.tenant).any():
-        raise FailedPreconditionError(f"no stored runs for tenant {args.tenant!r}")
-    if frame["timestamp"].notna().sum() == 0:
-        raise FailedPreconditionError("no stored run has a timestamp: import runs with timestamps first")
+    frame = history_frame(state.db, args.tenant or None)
+    if frame.empty:
+        who = f" for tenant {args.tenant!r}" if args.tenant else ""
+        raise FailedPreconditionError(
+            f"no stored run{who} has a timestamp: import runs with timestamps first"
+        )
     return runs_spend(frame, _cost_model(state), tenant=args.tenant or None, reprice=args.reprice)
 
 
