@@ -469,22 +469,38 @@ class _BatchView:
         escalated: np.ndarray,
         capped: np.ndarray,
     ) -> None:
-        rows = np.arange(len(chosen))
         runner = choice.runner_up
-        has = runner >= 0
-        safe = np.where(has, runner, 0)
         self.arrays, self.choice, self.preferred = arrays, choice, preferred
         self.c: list[int] = chosen.tolist()
         self.r: list[int] = runner.tolist()
-        self.qual: list[float] = arrays.quality[rows, chosen].tolist()
-        self.usd: list[float] = arrays.usd[rows, chosen].tolist()
-        self.usd_p90: list[float] = arrays.usd_p90[rows, chosen].tolist()
-        self.lat: list[float] = arrays.latency_s[rows, chosen].tolist()
-        self.lat_p90: list[float] = arrays.latency_p90_s[rows, chosen].tolist()
-        self.ttft: list[float] = arrays.ttft_s[rows, chosen].tolist()
-        self.energy: list[float] = arrays.energy_j[rows, chosen].tolist()
-        self.rq: list[float] = np.where(has, arrays.quality[rows, safe], 0.0).tolist()
-        self.ru: list[float] = np.where(has, arrays.usd[rows, safe], 0.0).tolist()
-        self.gain: list[float] = np.where(chosen == choice.chosen, choice.gain_per_usd, 0.0).tolist()
+        if len(self.c) <= 8:  # a few scalar reads beat a dozen fancy-indexing calls
+            pairs = list(enumerate(self.c))
+            q, u = arrays.quality, arrays.usd
+            self.qual = [float(q[i, c]) for i, c in pairs]
+            self.usd = [float(u[i, c]) for i, c in pairs]
+            self.usd_p90 = [float(arrays.usd_p90[i, c]) for i, c in pairs]
+            self.lat = [float(arrays.latency_s[i, c]) for i, c in pairs]
+            self.lat_p90 = [float(arrays.latency_p90_s[i, c]) for i, c in pairs]
+            self.ttft = [float(arrays.ttft_s[i, c]) for i, c in pairs]
+            self.energy = [float(arrays.energy_j[i, c]) for i, c in pairs]
+            self.rq = [float(q[i, r]) if r >= 0 else 0.0 for i, r in enumerate(self.r)]
+            self.ru = [float(u[i, r]) if r >= 0 else 0.0 for i, r in enumerate(self.r)]
+            orig = choice.chosen.tolist()
+            gains = choice.gain_per_usd.tolist()
+            self.gain = [g if c == o else 0.0 for g, c, o in zip(gains, self.c, orig, strict=True)]
+        else:
+            rows = np.arange(len(chosen))
+            has = runner >= 0
+            safe = np.where(has, runner, 0)
+            self.qual = arrays.quality[rows, chosen].tolist()
+            self.usd = arrays.usd[rows, chosen].tolist()
+            self.usd_p90 = arrays.usd_p90[rows, chosen].tolist()
+            self.lat = arrays.latency_s[rows, chosen].tolist()
+            self.lat_p90 = arrays.latency_p90_s[rows, chosen].tolist()
+            self.ttft = arrays.ttft_s[rows, chosen].tolist()
+            self.energy = arrays.energy_j[rows, chosen].tolist()
+            self.rq = np.where(has, arrays.quality[rows, safe], 0.0).tolist()
+            self.ru = np.where(has, arrays.usd[rows, safe], 0.0).tolist()
+            self.gain = np.where(chosen == choice.chosen, choice.gain_per_usd, 0.0).tolist()
         self.escalated: list[bool] = escalated.tolist()
         self.capped: list[bool] = capped.tolist()

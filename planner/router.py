@@ -189,8 +189,10 @@ def choose(
     s = np.where(allowed, scores(arrays, prices), -np.inf)
     chosen = np.argmax(s, axis=1)
     any_allowed = allowed[rows, chosen]
-    q_rank = np.where(allowed, arrays.quality - TIE_BREAK_PER_USD * arrays.usd, -np.inf)
-    top = np.argmax(q_rank, axis=1)
+    if prices.usd == 0 and prices.energy_kwh == 0:
+        top = chosen  # unpriced: the choice is the best-quality option (cheapest on ties)
+    else:
+        top = np.argmax(np.where(allowed, arrays.quality - TIE_BREAK_PER_USD * arrays.usd, -np.inf), axis=1)
     if group is not None:
         s = np.where(group[None, :] == group[chosen][:, None], -np.inf, s)
     else:
@@ -198,6 +200,8 @@ def choose(
     runner = np.argmax(s, axis=1)
     has_runner = np.isfinite(s[rows, runner])
     gain = frontier_gain(arrays, allowed, chosen)
+    if any_allowed.all():
+        return Choice(chosen, np.where(has_runner, runner, -1), top, gain)
     return Choice(
         chosen=np.where(any_allowed, chosen, -1),
         runner_up=np.where(any_allowed & has_runner, runner, -1),
