@@ -52,8 +52,6 @@ RAIL_KIND = {
     "max_latency_s": routing_pb2.CONSTRAINT_KIND_LATENCY,
     "max_ttft_s": routing_pb2.CONSTRAINT_KIND_LATENCY,
 }
-HAS_EXPLANATION = "explanation" in routing_pb2.Assignment.DESCRIPTOR.fields_by_name
-"""Whether the generated `Assignment` carries a per-query `Explanation` (added to the proto on request)."""
 
 
 @dataclass(frozen=True)
@@ -334,10 +332,7 @@ def _response(
             energy_j=common_pb2.Estimate(mean=float(energy[i])),
             device_seconds=float(arrays.device_s[i, ch[i]]),
         )
-        if HAS_EXPLANATION:
-            getattr(a, "explanation").CopyFrom(  # noqa: B009 (field added to the proto on request)
-                explanation_message(i, options, arrays, batch, sol, why)
-            )
+        a.explanation.CopyFrom(explanation_message(i, options, arrays, batch, sol, why))
     return reply
 
 

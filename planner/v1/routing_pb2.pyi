@@ -576,6 +576,7 @@ class Assignment(_message.Message):
     LATENCY_S_FIELD_NUMBER: _builtins.int
     ENERGY_J_FIELD_NUMBER: _builtins.int
     DEVICE_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Echo of the query's query_id."""
     expected_quality: _builtins.float
@@ -598,6 +599,10 @@ class Assignment(_message.Message):
     def energy_j(self) -> _common_pb2.Estimate:
         """Expected energy, joules."""
 
+    @_builtins.property
+    def explanation(self) -> Global___Explanation:
+        """Why this option: binding constraint and its shadow price, quality per extra USD, runner-up."""
+
     def __init__(
         self,
         *,
@@ -608,10 +613,11 @@ class Assignment(_message.Message):
         latency_s: _common_pb2.Estimate | None = ...,
         energy_j: _common_pb2.Estimate | None = ...,
         device_seconds: _builtins.float = ...,
+        explanation: Global___Explanation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "energy_j", b"energy_j", "latency_s", b"latency_s", "option", b"option"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "energy_j", b"energy_j", "explanation", b"explanation", "latency_s", b"latency_s", "option", b"option"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "device_seconds", b"device_seconds", "energy_j", b"energy_j", "expected_quality", b"expected_quality", "latency_s", b"latency_s", "option", b"option", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "device_seconds", b"device_seconds", "energy_j", b"energy_j", "expected_quality", b"expected_quality", "explanation", b"explanation", "latency_s", b"latency_s", "option", b"option", "query_id", b"query_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -145,14 +145,21 @@ async def test_milp_method_matches_or_beats_the_lagrangian_plan(
     assert lag.bound >= exact.objective_value - 1e-6
 
 
-async def test_explanations_when_the_proto_carries_them(stub: routing_pb2_grpc.RoutingServiceStub) -> None:
-    if "explanation" not in routing_pb2.Assignment.DESCRIPTOR.fields_by_name:
-        pytest.skip("planner.v1.Assignment has no explanation field yet")
+async def test_every_assignment_explains_itself(stub: routing_pb2_grpc.RoutingServiceStub) -> None:
     free = await _plan(stub)
+    assert all(a.explanation.binding_kind == routing_pb2.CONSTRAINT_KIND_NONE for a in free.assignments)
     reply = await _plan(stub, total_spend_usd=free.totals.spend_usd * 0.05)
-    exps = [a.explanation for a in reply.assignments]  # type: ignore[attr-defined]
-    assert any(e.binding_constraint == "total_spend_usd" and e.shadow_price > 0 for e in exps)
+    exps = [a.explanation for a in reply.assignments]
+    spend = {p.constraint: p.price for p in reply.shadow_prices}["total_spend_usd"]
+    bound = [e for e in exps if e.binding_constraint == "total_spend_usd"]
+    assert bound and all(e.binding_kind == routing_pb2.CONSTRAINT_KIND_SPEND for e in bound)
+    assert all(e.shadow_price == pytest.approx(spend) for e in bound)
+    assert all(e.quality_gain_per_usd > 0 and e.runner_up.tier for e in bound)
     assert all(e.summary for e in exps)
+    rails = await _plan(stub, guard_rails=common_pb2.GuardRails(max_samples_per_query=1))
+    assert any(
+        a.explanation.binding_kind == routing_pb2.CONSTRAINT_KIND_GUARD_RAIL for a in rails.assignments
+    )
 
 
 @pytest.mark.parametrize(
