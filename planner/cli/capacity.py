@@ -208,9 +208,10 @@ def _history(
         return synthetic_daily(days, seed), 7
     if trace is not None:
         return trace_spend(str(trace), cm, tier, target, "min"), 1
-    from planner.store import Database, RunStore
+    from planner.servicers.forecasting import history_frame
+    from planner.store import Database
 
-    frame = RunStore(Database(database_url(url))).load_frame()
+    frame = history_frame(Database(database_url(url)), tenant)
     return runs_spend(frame, cm, tenant=tenant), 7
 
 
