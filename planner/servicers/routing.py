@@ -242,14 +242,16 @@ def _build_router(state: ServiceState) -> OnlineRouter:
 class Coalescer:
     """Decides concurrent single-query calls with equal call options as one batch.
 
-    A call that finds the server idle is decided at once (next loop tick). Under sustained traffic (the last
-    batch was decided less than `busy_s` ago) a call waits up to `wait_s`, or until `max_batch` are pending,
-    so that calls arriving together share one vectorised decision.
+    A call is decided at once (next loop tick) unless calls are arriving together: when the last batch held
+    more than one call and was decided less than `busy_s` ago, a call waits up to `wait_s` (or until
+    `max_batch` are pending) so that concurrent calls share one vectorised decision. A client that sends one
+    call at a time therefore never waits.
     """
 
     def __init__(self, wait_s: float = 0.002, max_batch: int = 256, busy_s: float = 0.005) -> None:
         self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
         self._last_flush = -1e9
+        self._last_size = 0
         self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
         self._count = 0
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -268,7 +270,7 @@ class Coalescer:
             if self._count >= self.max_batch:
                 self._flush(router)
             elif self._timer is None:
-                busy = loop.time() - self._last_flush < self.busy_s
+                busy = self._last_size > 1 and loop.time() - self._last_flush < self.busy_s
                 self._timer = (
                     loop.call_later(self.wait_s, self._flush, router)
                     if busy
@@ -281,6 +283,7 @@ class Coalescer:
     def _flush(self, router: OnlineRouter) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._last_size = self._count
         batches, self._pending, self._count, self._timer = self._pending, {}, 0, None
         self._last_flush = asyncio.get_running_loop().time()
         for call, items in batches.items():
