@@ -26,8 +26,8 @@ import numpy as np
 
 from models.api import Forecaster, Query
 from planner.catalog import Catalog
-from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
-from planner.governance import Explanation, GuardRails, summarise
+from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleError, InvalidArgumentError
+from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
 from planner.options import OptionArrays, OptionSet
 from planner.servicers.state import ServiceState
 from planner.solve import Objective, Solution, solve, solve_milp
@@ -39,6 +39,8 @@ DEFAULT_GAP = 1e-4
 MILP_MAX_ENTRIES = 200_000
 """SOLVER_METHOD_MILP is for small batches: at most this many feasible (query, option) pairs."""
 MAX_QUERIES = 1_000_000
+MAX_ENTRIES = 20_000_000
+"""Priced (query, option) pairs one Plan call may hold (about 1.5 GB of float64 option arrays)."""
 SOLVE_SHARE = 0.8
 """Share of the time left after pricing that the solver may use (the rest builds the reply)."""
 
@@ -259,10 +261,31 @@ def _build_options(catalog: Catalog, tiers: tuple[str, ...]) -> OptionSet:
 
 
 # ---- solving (worker thread) ------------------------------------------------------------------------------
+def _restrict(options: OptionSet, rails: GuardRails) -> OptionSet:
+    """Drop the options the request's option-level rails (tiers, targets, samples, high-compute) exclude for
+    every query, before anything is priced; InfeasibleError when none is left."""
+    masks = static_masks(rails, options)
+    if not masks:
+        return options
+    keep = np.flatnonzero(combine(masks.values(), (1, len(options)))[0])
+    if keep.size == 0:
+        raise InfeasibleError(f"guard rails {sorted(masks)} exclude every option of the catalog")
+    return options if keep.size == len(options) else options.restrict(keep.tolist())
+
+
 def _plan(
     state: ServiceState, args: PlanArgs, forecaster: Forecaster, options: OptionSet, deadline: float
 ) -> routing_pb2.PlanResponse:
     queries = list(args.queries)
+    if len(queries) * len(options) > MAX_ENTRIES:  # price only what the rails allow (explanations then
+        options = _restrict(options, args.spec.rails)  # cannot name these rails as binding)
+    if len(queries) * len(options) > MAX_ENTRIES:
+        raise InvalidArgumentError.for_field(
+            "queries",
+            len(queries),
+            f"{len(queries)} queries x {len(options)} options is above {MAX_ENTRIES:,} (query, option) "
+            "pairs per Plan call: split the batch or narrow guard_rails.allowed_tiers/targets",
+        )
     forecast = forecaster.forecast(queries)
     arrays = options.price(forecast)
     tenant_rails = {t.name: GuardRails.from_tenant(t).without_escalation() for t in state.catalog.tenants}

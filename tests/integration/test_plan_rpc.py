@@ -212,3 +212,13 @@ async def test_concurrent_plans(stub: routing_pb2_grpc.RoutingServiceStub) -> No
     replies = await asyncio.gather(*(_plan(stub, total_spend_usd=0.01 * (k + 1)) for k in range(3)))
     for k, r in enumerate(replies):
         assert r.totals.spend_usd <= 0.01 * (k + 1)
+
+
+async def test_rails_excluding_every_option_are_failed_precondition(
+    stub: routing_pb2_grpc.RoutingServiceStub,
+) -> None:
+    rails = common_pb2.GuardRails(allowed_tiers=["gpt-4o-mini"], allowed_targets=["groq-lpu"])
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _plan(stub, guard_rails=rails)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "guard rails" in (err.value.details() or "")
