@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--spend-frac", type=float, default=0.2)
     ap.add_argument("--energy-factor", type=float, default=0.7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="timed solves of the large instance (best reported)"
+    )
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -175,7 +178,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
     }
     big = inst.problem(slice(0, args.queries), args.spend_frac, args.energy_factor)
-    result["large"] = run_solver(big, args.threads)
+    runs = [run_solver(big, args.threads) for _ in range(max(args.repeat, 1))]
+    result["large"] = min(runs, key=lambda r: r["wall_s"])
+    result["large"]["wall_s_runs"] = [r["wall_s"] for r in runs]
+    result["large"]["cpu_s_runs"] = [r["cpu_s"] for r in runs]
     log(f"solve {args.queries} x {inst.quality.shape[1]}: {json.dumps(result['large'])}")
     result["large"]["peak_alloc_bytes"] = peak_memory(big, args.threads)
     log(f"peak allocation during solve: {result['large']['peak_alloc_bytes'] / 2**30:.2f} GiB")
@@ -208,8 +214,8 @@ def _print_summary(r: dict[str, Any]) -> None:
     print(
         f"\n== {r['queries']:,} queries x {r['options']} options, spend + energy caps, {r['threads']} threads"
     )
-    print(f"wall {big['wall_s']:.2f} s (CPU {big['cpu_s']:.2f} s)  gap {big['gap']:.2e}  within caps "
-          f"{big['within_caps']}  binding {big['binding']}  peak alloc "
+    print(f"wall {big['wall_s']:.2f} s (best of {len(big['wall_s_runs'])}; CPU {big['cpu_s']:.2f} s)  "
+          f"gap {big['gap']:.2e}  within caps {big['within_caps']}  binding {big['binding']}  peak alloc "
           f"{big['peak_alloc_bytes'] / 2**30:.2f} GiB  max RSS "
           f"{r['max_rss_bytes'] / 2**30:.2f} GiB")  # fmt: skip
     for c in r["milp_comparison"]:
