@@ -173,3 +173,17 @@ def test_blocks_oracle_equals_the_dense_one() -> None:
         assert abs(one.L - many.L) <= 1e-9 * abs(one.L)
         assert np.array_equal(one.choice, many.choice)
         np.testing.assert_allclose(one.usage, many.usage)
+
+
+def test_large_path_min_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, c, _ = make_instance(5000, 16, seed=13, dtype=np.float32)
+    target = float(q.min(axis=1).mean() * 0.4 + q.max(axis=1).mean() * 0.6)
+    p = Problem(q, c, objective=Objective.MIN_COST, target_mean_value=target)
+    small = solve(p)
+    monkeypatch.setattr(solver_module, "SMALL_ELEMENTS", 1000)
+    monkeypatch.setattr(solver_module, "SAMPLE_ROWS", 1200)
+    large = solve(p, workers=2)
+    assert large.stats.method == "screened-lagrangian"
+    assert float(q[np.arange(5000), large.choice].sum(dtype=np.float64)) >= target * 5000 * (1 - 1e-12)
+    assert large.gap < 1e-3
+    assert large.bound <= small.value * (1 + 1e-6) and small.bound <= large.value * (1 + 1e-6)
