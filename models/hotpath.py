@@ -85,12 +85,17 @@ class CompiledPredictor:
             "output_tokens_p90": np.exp(mu + self.token_z90),
         }
         if strategies:
-            table = self.table(strategies)
-            pos = p * (GRID_POINTS - 1)
-            i0 = np.minimum(pos.astype(int), GRID_POINTS - 2)
-            w = pos - i0
-            cols = np.arange(len(p))
-            q = table[:, cols, i0] * (1.0 - w) + table[:, cols, i0 + 1] * w
+            q = self.interpolate(p, strategies)
             for i, s in enumerate(strategies):
                 out[s.name] = q[i]
         return out
+
+    def interpolate(self, p: np.ndarray, strategies: Sequence[Strategy]) -> np.ndarray:
+        """Expected quality of each strategy for single-sample probabilities `p` of shape (..., n_tiers),
+        read from the table: shape (n_strategies, ...) + p.shape[-1:]."""
+        table = self.table(strategies)
+        pos = np.clip(p, 0.0, 1.0) * (GRID_POINTS - 1)
+        i0 = np.minimum(pos.astype(np.intp), GRID_POINTS - 2)
+        w = pos - i0
+        cols = np.arange(p.shape[-1])
+        return table[:, cols, i0] * (1.0 - w) + table[:, cols, i0 + 1] * w

@@ -174,10 +174,16 @@ class DifficultyPredictor(BaseEstimator):
         """Expected P(correct) of `strategy` per (query, tier) of `forecast`: the closed form with the fitted
         intra-query correlation, corrected by the logit offset fitted from logged runs of the strategy."""
         check_is_fitted(self, "correlation_")
+        if forecast.tiers == self.tiers_:  # the precomputed table: one gather, within 1e-4 of the closed form
+            return self._compiled().interpolate(forecast.p_correct, (strategy,))[0]
+        return self.exact_quality(forecast, strategy)
+
+    def exact_quality(self, forecast: Forecast, strategy: Strategy) -> np.ndarray:
+        """`quality` evaluated by the closed form itself (no table)."""
+        check_is_fitted(self, "correlation_")
         rho = self.correlation_.for_tiers(forecast.tiers)
-        return with_offset(
-            expected_quality(forecast.p_correct, strategy, rho), self.strategy_offset(strategy)
-        )
+        quality = expected_quality(forecast.p_correct, strategy, rho)
+        return with_offset(quality, self.strategy_offset(strategy))
 
     def strategy_offset(self, strategy: Strategy) -> float:
         """The fitted logit correction for `strategy` (0.0 when the runs hold no runs of it)."""
@@ -191,16 +197,17 @@ class DifficultyPredictor(BaseEstimator):
 
     def score_one(self, query: Query, strategies: Sequence[Strategy] = ()) -> dict[str, np.ndarray]:
         """The hot path for one request: arrays over tiers of p_correct, output_tokens_p50/p90 and, under
-        each strategy's name, its expected quality (interpolated from a precomputed table, within 1e-4 of
-        `quality`). Plain numpy on compiled arrays: no scikit-learn validation per call."""
-        fast: CompiledPredictor | None = self.__dict__.get("_fast")
-        if fast is None:
-            fast = self._compile()
-        return fast.score(query, strategies)
+        each strategy's name, its expected quality (as `quality`, from the precomputed table). Plain numpy
+        on compiled arrays: no scikit-learn validation per call."""
+        return self._compiled().score(query, strategies)
 
     # ---- internals --------------------------------------------------------------------------------------
     def _task_index(self, queries: Sequence[Query]) -> np.ndarray:
         return task_index(self.tasks_, queries)
+
+    def _compiled(self) -> CompiledPredictor:
+        fast: CompiledPredictor | None = self.__dict__.get("_fast")
+        return fast if fast is not None else self._compile()
 
     def _compile(self) -> CompiledPredictor:
         check_is_fitted(self, "success_")

@@ -56,8 +56,9 @@ def test_score_one_matches_batch_forecast(fitted: DifficultyPredictor, gsm8k_sma
     one = fitted.score_one(query, (SINGLE, VOTE3, BON4))
     np.testing.assert_allclose(one["p_correct"], fc.p_correct[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(one["output_tokens_p50"], fc.output_tokens_p50[0], rtol=1e-9)
-    np.testing.assert_allclose(one["vote3"], fitted.quality(fc, VOTE3)[0], atol=1e-4)
-    np.testing.assert_allclose(one["bon4"], fitted.quality(fc, BON4)[0], atol=1e-4)
+    np.testing.assert_allclose(one["vote3"], fitted.quality(fc, VOTE3)[0], atol=1e-12)
+    np.testing.assert_allclose(fitted.quality(fc, VOTE3), fitted.exact_quality(fc, VOTE3), atol=1e-4)
+    np.testing.assert_allclose(one["bon4"], fitted.exact_quality(fc, BON4)[0], atol=1e-4)
 
 
 def test_unseen_query_and_task_get_a_sensible_forecast(fitted: DifficultyPredictor) -> None:
