@@ -112,7 +112,7 @@ class OnlineRouter:
         self.book = PacerBook(len(options), config)
         self.clock, self.executor = clock, executor
         self._tenants = {t.name: t for t in catalog.tenants}
-        self._static: dict[GuardRails, dict[str, np.ndarray]] = {}
+        self._static: dict[GuardRails, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         self._rails: dict[tuple[str, GuardRails], GuardRails] = {}
         self._refills: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -174,14 +174,23 @@ class OnlineRouter:
             )
         return t
 
-    def _masks(self, rails: GuardRails, arrays: OptionArrays, inp: np.ndarray) -> dict[str, np.ndarray]:
-        static = self._static.get(rails)
-        if static is None:
+    def _masks(
+        self, rails: GuardRails, arrays: OptionArrays, inp: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-rail masks and the allowed mask (n, n_options); the option-only rails are cached per rails."""
+        cached = self._static.get(rails)
+        if cached is None:
             static = static_masks(rails, self.options)
+            cached = (static, combine(static.values(), (1, len(self.options))))
             if len(self._static) > 256:
                 self._static.clear()
-            self._static[rails] = static
-        return {**static, **dynamic_masks(rails, arrays, inp)}
+            self._static[rails] = cached
+        static, static_ok = cached
+        dynamic = dynamic_masks(rails, arrays, inp)
+        allowed = np.broadcast_to(static_ok, arrays.shape)
+        for m in dynamic.values():
+            allowed = allowed & m
+        return {**static, **dynamic}, np.array(allowed, copy=bool(not dynamic))
 
     async def _route_tenant(
         self,
@@ -201,8 +210,7 @@ class OnlineRouter:
                 self._rails.clear()
             self._rails[(tenant, call.rails)] = rails
         budget = call.budget or (Budget.from_tenant(t) if t is not None else Budget())
-        masks = self._masks(rails, arrays, inp)
-        allowed = combine(masks.values(), arrays.shape)
+        masks, allowed = self._masks(rails, arrays, inp)
         empty = ~allowed.any(axis=1)
         if empty.any():
             row = int(np.argmax(empty))
@@ -409,31 +417,29 @@ class OnlineRouter:
         self, tenant: str, budget: Budget, masks: dict[str, np.ndarray], v: _BatchView, prices: ShadowPrices
     ) -> list[tuple[str, str, float]]:
         """(kind, constraint name, shadow price) per query: what kept it from a better option."""
-        a, n = v.arrays, len(v.c)
-        rows = np.arange(n)
-        chosen, top = np.asarray(v.c), v.choice.top_quality
-        q_c, q_top = a.quality[rows, chosen], a.quality[rows, top]
-        priced = (q_c < q_top - QUALITY_TOL) & (prices.usd > 0 or prices.energy_kwh > 0)
-        by_usd = prices.usd * (a.usd[rows, top] - a.usd[rows, chosen])
-        by_kwh = prices.energy_kwh * (a.energy_j[rows, top] - a.energy_j[rows, chosen]) / 3.6e6
-        best_all = np.argmax(a.quality - 1e-6 * a.usd, axis=1)
-        railed = q_top < a.quality[rows, best_all] - QUALITY_TOL
+        a = v.arrays
+        tops: list[int] = v.choice.top_quality.tolist()
+        is_priced = prices.usd > 0 or prices.energy_kwh > 0
         spend = f"tenant:{tenant}:spend_usd/{budget.period}"
         energy = f"tenant:{tenant}:energy_kwh/{budget.period}"
         out: list[tuple[str, str, float]] = []
-        for i in range(n):
+        for i, (c, top) in enumerate(zip(v.c, tops, strict=True)):
+            q = a.quality[i]
+            q_top = float(q[top])
             if v.capped[i]:
                 out.append(("spend", spend + " (hard cap)", prices.usd))
-            elif priced[i]:
-                by_energy = by_kwh[i] > by_usd[i]
+            elif is_priced and float(q[c]) < q_top - QUALITY_TOL:
+                by_usd = prices.usd * float(a.usd[i, top] - a.usd[i, c])
+                by_kwh = prices.energy_kwh * float(a.energy_j[i, top] - a.energy_j[i, c]) / 3.6e6
                 out.append(
-                    ("energy", energy, prices.energy_kwh) if by_energy else ("spend", spend, prices.usd)
+                    ("energy", energy, prices.energy_kwh) if by_kwh > by_usd else ("spend", spend, prices.usd)
                 )
             elif v.escalated[i]:
                 out.append(("guard_rail", "escalation.escalate_above_usd", 0.0))
-            elif railed[i] and (rail := blocking_rail(masks, i, int(best_all[i]))):
+            elif q_top < float(q.max()) - QUALITY_TOL:
+                rail = blocking_rail(masks, i, int(np.argmax(q - 1e-6 * a.usd[i])))
                 kind = "latency" if rail in ("max_latency_s", "max_ttft_s") else "guard_rail"
-                out.append((kind, f"guard_rails.{rail}", 0.0))
+                out.append((kind, f"guard_rails.{rail}", 0.0) if rail else ("none", "", 0.0))
             else:
                 out.append(("none", "", 0.0))
         return out

@@ -448,7 +448,7 @@ class PacerBook:
     def get(self, tenant: str, budget: Budget, now: datetime) -> Pacer:
         key = (tenant, budget.period)
         pacer = self._pacers.get(key)
-        if pacer is None or pacer.key != period_key(now, budget.period):
+        if pacer is None or not pacer.start <= now < pacer.end:
             if pacer is not None:
                 self.retired.append(pacer)
             pacer = Pacer(tenant, budget, self.n_options, now, self.config)
