@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -236,6 +235,8 @@ class AuditWriter:
         self.written = 0
         self.failed = 0
         self._closed = False
+        self._wake = threading.Event()
+        """Set by `flush` and `close` so the writer stops collecting and writes now."""
         self._thread = threading.Thread(target=self._run, name="planner-audit", daemon=True)
         self._thread.start()
 
@@ -248,20 +249,25 @@ class AuditWriter:
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every record submitted so far has been written (or failed)."""
         done = threading.Event()
+        self._wake.set()
 
         def wait() -> None:
             self._queue.join()
             done.set()
 
         threading.Thread(target=wait, daemon=True).start()
-        if not done.wait(timeout_s):
-            raise TimeoutError(f"audit writer did not flush within {timeout_s} s")
+        try:
+            if not done.wait(timeout_s):
+                raise TimeoutError(f"audit writer did not flush within {timeout_s} s")
+        finally:
+            self._wake.clear()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""
         if self._closed:
             return
         self._closed = True
+        self._wake.set()
         self._queue.put(None)
         self._thread.join(timeout_s)
 
@@ -279,10 +285,12 @@ class AuditWriter:
                 stop = True
             else:
                 batch.append(first)
-            deadline = time.monotonic() + self._interval  # collect for a while: few, large transactions
+            if not stop and self._queue.qsize() < self._batch:
+                # Collect for a while without waking per record: few, large transactions, little GIL traffic.
+                self._wake.wait(self._interval)
             while len(batch) < self._batch and not stop:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 taken += 1

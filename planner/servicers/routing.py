@@ -248,7 +248,7 @@ class Coalescer:
     call at a time therefore never waits.
     """
 
-    def __init__(self, wait_s: float = 0.002, max_batch: int = 256, busy_s: float = 0.005) -> None:
+    def __init__(self, wait_s: float = 0.005, max_batch: int = 256, busy_s: float = 0.02) -> None:
         self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
         self._last_flush = -1e9
         self._last_size = 0
