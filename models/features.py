@@ -84,7 +84,7 @@ def text_stats(query: Query) -> list[float]:
         float(text.count("%")),
         float(text.count("$") + text.count("€") + text.count("£")),
         float(text.count("/")),
-        sum(map(text.count, "0123456789")) / max(1, n_chars),
+        sum(map(len, nums)) / max(1, n_chars),
         float(text.count("?")),
         float(text.count("\n")),
         float(sum(map(text.count, "{}()[]=;<>"))),
