@@ -145,13 +145,14 @@ class OnlineRouter:
         self._maintain()
         return decisions
 
-    async def aclose(self) -> None:
-        """Wait for background lease top-ups, give unused leases back, stop the audit writer (flushes)."""
+    async def aclose(self, close_audit: bool = True) -> None:
+        """Wait for background lease top-ups, give unused leases back, stop the audit writer (flushes) unless
+        it is shared with a successor router (`close_audit=False`)."""
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
         pacers = self.book.all() + self.book.take_retired()
         await asyncio.get_running_loop().run_in_executor(self.executor, release_unused, self.ledger, pacers)
-        if self.audit is not None:
+        if self.audit is not None and close_audit:
             self.audit.close()
 
     def close(self) -> None:

@@ -24,11 +24,12 @@ import structlog
 
 from models.api import Query
 from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, PlannerError
-from planner.governance import GuardRails
+from planner.governance import AuditWriter, GuardRails
 from planner.online import CallOptions, Decision, OnlineRouter
 from planner.pacing import Budget
 from planner.servicers.state import ServiceState
 from planner.servicers.unbuilt import not_built
+from planner.store import AuditLog
 from planner.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -203,13 +204,13 @@ def _epoch(when: datetime) -> tuple[int, int]:
 
 
 # ---- router lifecycle --------------------------------------------------------------------------------------
-def _build_router(state: ServiceState) -> OnlineRouter:
-    """Blocking: fit the fallback forecaster if needed, build options, ledger and audit writer."""
+def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
+    """Blocking: fit the fallback forecaster if needed, build options and ledger (`audit`: the servicer's
+    `AuditWriter`, shared by successive routers so calls still in flight on a replaced one are audited)."""
     from models.baseline import PriorForecaster
-    from planner.governance import AuditWriter
     from planner.options import OptionSet
     from planner.pacing import MemoryLedger
-    from planner.store import AuditLog, Ledger, RunStore
+    from planner.store import Ledger, RunStore
     from simulator.costmodel import CostModel
 
     catalog = state.catalog
@@ -226,7 +227,6 @@ def _build_router(state: ServiceState) -> OnlineRouter:
         version = f"prior:{len(frame)}-runs"
     options = OptionSet.build(catalog, CostModel(catalog), forecaster.tiers)
     ledger: Any = Ledger(state.db) if state.db is not None else MemoryLedger()
-    audit = AuditWriter(AuditLog(state.db).write_many) if state.db is not None else None
     return OnlineRouter(
         catalog,
         options,
@@ -320,6 +320,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         self._lock = asyncio.Lock()
         self._key: tuple[str, int] | None = None
         self.coalescer = Coalescer()
+        self._audit: AuditWriter | None = None
         self._calls: dict[tuple[Any, ...], CallOptions] = {}
         state.extras["routing"] = self.coalescer
         state.closers.append(self.close)
@@ -332,19 +333,24 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         async with self._lock:
             if st.router is None or self._key != key:
                 old = st.router
-                st.router = await st.run_blocking(context, _build_router, st)
+                if self._audit is None and st.db is not None:
+                    self._audit = AuditWriter(AuditLog(st.db).write_many)
+                st.router = await st.run_blocking(context, _build_router, st, self._audit)
                 self._key = key
                 if old is not None:
-                    await old.aclose()
+                    await old.aclose(close_audit=False)
         return st.router  # type: ignore[no-any-return]
 
     def _tenants(self) -> list[str]:
         return [t.name for t in self.state.catalog.tenants]
 
     def close(self) -> None:
+        """Server shutdown: give the router's leases back and flush the audit log."""
         if self.state.router is not None:
             self.state.router.close()
             self.state.router = None
+        if self._audit is not None:
+            self._audit.close()
 
     def _call(self, request: Any, bad: list[FieldViolation], context: Ctx) -> CallOptions:
         """`call_from_proto`, cached by the request's call-level fields (schedulers repeat them)."""
