@@ -240,3 +240,33 @@ async def test_audit_is_flushed_on_shutdown(settings: Settings, db: Database) ->
     key = period_key(reply.decisions[0].decided_at.ToDatetime(), "day")
     total = sum(d.cost_usd.mean for d in reply.decisions)
     assert Ledger(db).spent("default", key).spent_usd == pytest.approx(total, rel=1e-6)
+
+
+async def test_a_predictor_swap_rebuilds_the_router_and_keeps_auditing(
+    settings: Settings, db: Database
+) -> None:
+    import pandas as pd
+
+    from models.baseline import PriorForecaster
+    from planner.demo import demo_records
+
+    catalog = load_catalog()
+    seed_demo(db, catalog, n_queries=100)
+    srv, port = await create_server("127.0.0.1:0", settings, db=db)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = routing_pb2_grpc.RoutingServiceStub(ch)
+            before = (await stub.Route(routing_pb2.RouteRequest(query=query("w1")))).decision
+            state = srv.planner_state  # type: ignore[attr-defined]
+            state.predictor = PriorForecaster(catalog.run_name_map()).fit(
+                pd.DataFrame(demo_records(catalog, 60, 7))
+            )
+            state.predictor_version = "swapped"
+            after = await asyncio.gather(
+                *(stub.Route(routing_pb2.RouteRequest(query=query(f"w{i}"))) for i in range(2, 8))
+            )
+    finally:
+        await stop_server(srv, 0)
+    assert before.predictor_version != "swapped"
+    assert {r.decision.predictor_version for r in after} == {"swapped"}
+    assert len(AuditLog(db).recent(limit=50)) == 7
