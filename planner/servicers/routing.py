@@ -242,16 +242,16 @@ def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
 class Coalescer:
     """Decides concurrent single-query calls with equal call options as one batch.
 
-    A call is decided at once (next loop tick) unless calls are arriving together: when the last batch held
-    more than one call and was decided less than `busy_s` ago, a call waits up to `wait_s` (or until
-    `max_batch` are pending) so that concurrent calls share one vectorised decision. A client that sends one
-    call at a time therefore never waits.
+    A call is decided at once (next loop tick) unless calls are arriving together: when recent batches held
+    more than one call on average (moving average of batch sizes) and the last was decided less than
+    `busy_s` ago, a call waits up to `wait_s` (or until `max_batch` are pending) so that concurrent calls
+    share one vectorised decision. A client that sends one call at a time therefore never waits.
     """
 
     def __init__(self, wait_s: float = 0.005, max_batch: int = 256, busy_s: float = 0.02) -> None:
         self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
         self._last_flush = -1e9
-        self._last_size = 0
+        self._mean_size = 1.0
         self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
         self._count = 0
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -270,7 +270,7 @@ class Coalescer:
             if self._count >= self.max_batch:
                 self._flush(router)
             elif self._timer is None:
-                busy = self._last_size > 1 and loop.time() - self._last_flush < self.busy_s
+                busy = self._mean_size > 1.05 and loop.time() - self._last_flush < self.busy_s
                 self._timer = (
                     loop.call_later(self.wait_s, self._flush, router)
                     if busy
@@ -283,7 +283,7 @@ class Coalescer:
     def _flush(self, router: OnlineRouter) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._last_size = self._count
+        self._mean_size = 0.8 * self._mean_size + 0.2 * self._count
         batches, self._pending, self._count, self._timer = self._pending, {}, 0, None
         self._last_flush = asyncio.get_running_loop().time()
         for call, items in batches.items():
