@@ -20,6 +20,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "models.success.Calibrator",
     "models.success.CoreParams",
     "models.success.MFParams",
+    "models.neighbours.NeighbourEase",
     "models.tokens.TokenModel",
     "models.strategies.CorrelationFit",
     "models.response.StrategyEvidence",

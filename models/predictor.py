@@ -62,6 +62,7 @@ class DifficultyPredictor(BaseEstimator):
         calibration: str = "auto",
         mf_rank: int = 4,
         mf_weight: float = 0.5,
+        neighbours: int = 25,
         random_state: int = 0,
     ) -> None:
         self.run_name_map = run_name_map
@@ -70,6 +71,7 @@ class DifficultyPredictor(BaseEstimator):
         self.calibration = calibration
         self.mf_rank = mf_rank
         self.mf_weight = mf_weight
+        self.neighbours = neighbours
         self.random_state = random_state
 
     # ---- fitting ----------------------------------------------------------------------------------------
@@ -94,6 +96,7 @@ class DifficultyPredictor(BaseEstimator):
             calibration=self.calibration,
             mf_rank=self.mf_rank,
             mf_weight=self.mf_weight,
+            neighbours=self.neighbours,
             random_state=self.random_state,
         ).fit(d.x, cells, len(self.tiers_), len(self.tasks_))
         report(0.8, "fitting token model")

@@ -4,12 +4,14 @@ The model is a one-factor item-response structure learned in three steps:
 1. item response: logistic regression on the observed cells with a per-query ease and a per-(task, tier)
    ability (missing cells are simply absent: the full matrix is never assumed);
 2. ease from features: ridge regression (penalty chosen by generalised cross-validation) of the query ease on
-   the query's request-time features, so a new query with no runs still gets an ease; out-of-fold predictions
-   feed step 3, so it learns how much to trust a predicted ease;
+   the query's request-time features, so a new query with no runs still gets an ease, blended by least squares
+   with the mean ease of its `neighbours` most similar training queries (`models.neighbours`); out-of-fold
+   predictions of both feed the blend and step 3, so they learn how much to trust a predicted ease;
 3. tier head: logit p = b + a_t + (g + s_t) * ease_hat (+ a task x tier offset when there are several tasks),
-   with the per-tier terms L2-shrunk towards the shared ones, so a tier with few runs borrows strength. The
-   output is calibrated by identity, Platt or isotonic mapping, whichever has the lowest held-out log-loss on
-   a validation split of the training queries. Every step is linear, so `compile()` reduces it to a few
+   with the per-tier terms L2-shrunk towards the shared ones, so a tier with few runs borrows strength;
+   blended (`mf_weight`) with a low-rank query-feature x tier term (`models.mf`). The output is calibrated by
+   identity, Platt or isotonic mapping, whichever has the lowest log-loss cross-validated over query folds of
+   the training cells' logits (whose ease is out of fold). Prediction is a few matrix products on plain
    arrays.
 """
 
@@ -25,6 +27,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
+from models.neighbours import NeighbourEase, build_bank, oof_neighbour_ease
 from planner.errors import InvalidArgumentError
 
 EPS = 1e-4
@@ -134,13 +137,23 @@ class CoreParams:
     m: np.ndarray
     mf: MFParams | None = None
     mix: float = 0.0
+    neighbours: NeighbourEase | None = None
+    blend: np.ndarray | None = None
+    """(intercept, ridge weight, neighbour weight) of the predicted ease when `neighbours` is set."""
+
+    def ease(self, x: np.ndarray) -> np.ndarray:
+        """Predicted ease per row of `x`: the ridge regression, blended with the neighbour ease if fitted."""
+        ease = x @ self.w + self.c
+        if self.neighbours is not None and self.blend is not None:
+            ease = self.blend[0] + self.blend[1] * ease + self.blend[2] * self.neighbours.predict(x)
+        return np.asarray(ease)
 
     def logits(
         self, x: np.ndarray, task: np.ndarray | None = None, ease: np.ndarray | None = None
     ) -> np.ndarray:
         """Raw logits, shape (n_queries, n_tiers); `ease` overrides the predicted ease (out-of-fold use)."""
         if ease is None:
-            ease = x @ self.w + self.c
+            ease = self.ease(x)
         z = self.b + self.a[None, :] + np.outer(ease, self.s + self.g)
         if task is not None and self.m.shape[0] > 1:
             known = (task >= 0) & (task < self.m.shape[0])
@@ -162,10 +175,12 @@ class SuccessModel(BaseEstimator):
         validation_fraction: float = 0.2,
         mf_rank: int = 4,
         mf_weight: float = 0.5,
+        neighbours: int = 25,
         random_state: int = 0,
     ) -> None:
         self.mf_rank = mf_rank
         self.mf_weight = mf_weight
+        self.neighbours = neighbours
         self.irt_c = irt_c
         self.head_c = head_c
         self.n_folds = n_folds
@@ -201,13 +216,23 @@ class SuccessModel(BaseEstimator):
         ease_hat = np.zeros(nq)
         n_folds = min(self.n_folds, int(seen.sum()))
         rows = np.flatnonzero(seen)
+        fold = np.zeros(len(rows), dtype=int)
         if n_folds >= 2:
-            for fit_i, pred_i in KFold(n_folds, shuffle=True, random_state=self.random_state).split(rows):
+            splits = KFold(n_folds, shuffle=True, random_state=self.random_state).split(rows)
+            for f, (fit_i, pred_i) in enumerate(splits):
                 reg = _ridge().fit(x[rows[fit_i]], ease[rows[fit_i]])
                 ease_hat[rows[pred_i]] = reg.predict(x[rows[pred_i]])
+                fold[pred_i] = f
         final = _ridge().fit(x[rows], ease[rows])
         if n_folds < 2:
             ease_hat = final.predict(x)
+        nb, blend = None, None
+        if n_folds >= 2 and self.neighbours > 0 and len(rows) >= 4 * self.neighbours:
+            nb_oof = oof_neighbour_ease(x[rows], ease[rows], fold, self.neighbours)
+            design = np.column_stack([np.ones(len(rows)), ease_hat[rows], nb_oof])
+            blend = np.linalg.lstsq(design, ease[rows], rcond=None)[0]
+            ease_hat[rows] = design @ blend
+            nb = build_bank(x[rows], ease[rows], self.neighbours, self.random_state)
         e = ease_hat[cells.query]
         tier_oh = _onehot(cells.tier, nt)
         blocks = [tier_oh, tier_oh.multiply(e[:, None]), sparse.csr_matrix(e[:, None])]
@@ -227,6 +252,8 @@ class SuccessModel(BaseEstimator):
             g=g,
             s=coef[nt : 2 * nt].copy(),
             m=m,
+            neighbours=nb,
+            blend=blend,
         )
         return core, ease_hat
 
@@ -271,7 +298,7 @@ class SuccessModel(BaseEstimator):
 
     def ease(self, x: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "core_")
-        return x @ self.core_.w + self.core_.c
+        return self.core_.ease(x)
 
 
 def _ridge() -> RidgeCV:
