@@ -3,7 +3,7 @@
 # real PostgreSQL server on loopback for the production store path (installed and started by scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh dev,postgres
+scripts/bootstrap.sh dev,postgres,distributed  # ray too: the Ray sweep path is tested, not skipped
 export PATH="$PWD/.venv/bin:$PATH"
 
 pg_url="$(scripts/postgres.sh start)"

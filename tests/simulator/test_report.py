@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,14 +42,14 @@ def test_parallel_sweep_equals_in_process() -> None:
     assert local[0].to_dict() == simulate(scs[0]).to_dict()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")
-def test_ray_sweep_without_ray_says_what_to_install() -> None:
+def test_ray_sweep_without_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the distributed extra were not installed
     with pytest.raises(FailedPreconditionError, match="distributed"):
         run_sweep([small()], ray_address="auto")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the distributed extra (ray)")
-def test_ray_sweep_matches_local() -> None:  # pragma: no cover - only with ray
+def test_ray_sweep_matches_local() -> None:  # scripts/test.sh installs the distributed extra
     sc = small(replicates=2)
     assert run_sweep([sc], ray_address="local")[0].to_dict() == simulate(sc).to_dict()
 
