@@ -29,7 +29,7 @@ from models.features import QueryFeaturizer
 from models.hotpath import CompiledPredictor, strategy_key, with_offset
 from models.recalibrate import fit_tier_platt
 from models.response import collect_evidence, fit_offset
-from models.strategies import expected_quality, fit_correlation
+from models.strategies import expected_quality, fit_correlation, strategy_tokens
 from models.success import SuccessModel
 from models.tokens import Z90, TokenModel
 from planner.catalog import Strategy
@@ -187,6 +187,20 @@ class DifficultyPredictor(BaseEstimator):
         rho = self.correlation_.for_tiers(forecast.tiers)
         quality = expected_quality(forecast.p_correct, strategy, rho)
         return with_offset(quality, self.strategy_offset(strategy))
+
+    def tokens(self, forecast: Forecast, strategy: Strategy) -> dict[str, np.ndarray]:
+        """Tokens of `strategy` per (query, tier): `input` (the prompt read once per sample and round; a
+        revision round also re-reads the previous answer's p50), `output_p50` / `output_p90` of everything
+        generated (samples x rounds x token multiplier, verifier included; see
+        `models.strategies.strategy_tokens`)."""
+        p50, p90 = strategy_tokens(forecast.output_tokens_p50, forecast.output_tokens_p90, strategy)
+        calls = strategy.samples * strategy.serial_steps
+        reread = (strategy.serial_steps - 1) * strategy.samples * forecast.output_tokens_p50
+        return {
+            "input": calls * forecast.input_tokens[:, None] + reread,
+            "output_p50": p50,
+            "output_p90": p90,
+        }
 
     def strategy_offset(self, strategy: Strategy) -> float:
         """The fitted logit correction for `strategy` (0.0 when the runs hold no runs of it)."""

@@ -88,3 +88,14 @@ def test_fit_reports_progress(gsm8k_small: pd.DataFrame) -> None:
 def test_recalibrate_needs_enough_runs(fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame) -> None:
     with pytest.raises(InvalidArgumentError, match="recalibration"):
         fitted.recalibrate(gsm8k_small.head(5))  # refused before anything is changed
+
+
+def test_strategy_tokens_per_query_and_tier(fitted: DifficultyPredictor) -> None:
+    fc = fitted.forecast([Query(prompt="What is 3 + 4?", prompt_tokens=10)])
+    single = fitted.tokens(fc, SINGLE)
+    np.testing.assert_allclose(single["output_p50"], fc.output_tokens_p50, rtol=1e-6)
+    np.testing.assert_allclose(single["input"], 10.0)
+    vote = fitted.tokens(fc, VOTE3)
+    assert np.all(vote["output_p50"] > 2 * fc.output_tokens_p50)
+    assert np.all(vote["output_p90"] >= vote["output_p50"])
+    np.testing.assert_allclose(vote["input"], 30.0)
