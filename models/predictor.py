@@ -188,6 +188,14 @@ class DifficultyPredictor(BaseEstimator):
         quality = expected_quality(forecast.p_correct, strategy, rho)
         return with_offset(quality, self.strategy_offset(strategy))
 
+    def quality_fn(self, p_single: np.ndarray, strategy: Strategy) -> np.ndarray:
+        """Tier-agnostic strategy response with this predictor's fits, for callers that pass probability
+        columns without tier names (`planner.options.OptionSet.build(quality_fn=predictor.quality_fn)`): the
+        closed form with the pooled fitted correlation and the strategy's fitted offset."""
+        check_is_fitted(self, "correlation_")
+        quality = expected_quality(p_single, strategy, self.correlation_.rho)
+        return with_offset(quality, self.strategy_offset(strategy))
+
     def tokens(self, forecast: Forecast, strategy: Strategy) -> dict[str, np.ndarray]:
         """Tokens of `strategy` per (query, tier): `input` (the prompt read once per sample and round; a
         revision round also re-reads the previous answer's p50), `output_p50` / `output_p90` of everything

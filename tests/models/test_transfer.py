@@ -35,6 +35,9 @@ def test_repeated_samples_and_strategy_runs_are_used(fitted: DifficultyPredictor
     assert fitted.strategy_offset(cot) > 0.1  # the demo's chain of thought adds +0.4 logits
     unseen = next(s for s in catalog.strategies if s.name == "bon8")
     assert fitted.strategy_offset(unseen) == 0.0
+    p = np.array([[0.3, 0.6], [0.8, 0.9]])
+    assert np.all(fitted.quality_fn(p, cot) > p)  # tier-agnostic form for planner.options
+    assert fitted.quality_fn(p, unseen).shape == p.shape
 
 
 def test_recalibration_on_200_runs_of_a_new_task_helps(
