@@ -40,3 +40,25 @@ def test_evaluate_rejects_bad_arguments(gsm8k_runs_path: Path, tmp_path: Path) -
     assert bad.exit_code == 2 and "baselines" in bad.output
     bad = CliRunner().invoke(app, ["evaluate", "--runs", str(runs), "--test-fraction", "1.5"])
     assert bad.exit_code == 2
+
+
+def test_evaluate_a_saved_artifact(gsm8k_runs_path: Path, tmp_path: Path) -> None:
+    from models import persist
+    from models.data import read_run_csv
+    from models.predictor import DifficultyPredictor
+
+    runs = _small_run_file(gsm8k_runs_path, tmp_path)
+    artifact = tmp_path / "predictor.skops"
+    model = DifficultyPredictor(n_components=8, mf_rank=0).fit(read_run_csv(runs))
+    artifact.write_bytes(persist.dumps(model))
+    args = ["evaluate", "--runs", str(runs), "--artifact", str(artifact), "--baselines", "", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [r["forecaster"] for r in out["summary"]] == ["predictor"]
+    assert "fit_s" not in out["summary"][0]
+    (tmp_path / "bad.skops").write_bytes(b"junk")
+    bad = CliRunner().invoke(
+        app, ["evaluate", "--runs", str(runs), "--artifact", str(tmp_path / "bad.skops")]
+    )
+    assert bad.exit_code == 2 and "skops" in bad.output
