@@ -58,7 +58,12 @@ class PlannerSimPolicy:
             t for t in catalog.targets if t.price_model is PriceModel.PER_TOKEN or t.name in fleet_targets
         )
         try:
-            self.option_set = OptionSet.build(replace(catalog, targets=allowed), cost_model, forecaster.tiers)
+            self.option_set = OptionSet.build(
+                replace(catalog, targets=allowed),
+                cost_model,
+                forecaster.tiers,
+                quality_fn=getattr(forecaster, "quality_fn", None),
+            )
         except (FailedPreconditionError, CatalogError) as exc:
             where = f"this fleet ({list(fleet_targets)}) or a per-token service"
             raise FailedPreconditionError(f"the planner has no option on {where}: {exc}") from None

@@ -28,7 +28,7 @@ from models.api import Forecaster, Query
 from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleError, InvalidArgumentError
 from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
-from planner.options import OptionArrays, OptionSet
+from planner.options import OptionArrays, OptionSet, QualityFn
 from planner.servicers.state import ServiceState
 from planner.solve import Objective, Solution, solve, solve_milp
 from planner.solve.batch import Batch, ConstraintKind, PlanSpec, build_batch, kind_of
@@ -245,19 +245,22 @@ async def _options(state: ServiceState, context: Any, forecaster: Forecaster) ->
     router_options = getattr(state.router, "options", None)
     if isinstance(router_options, OptionSet) and router_options.forecast_tiers == tiers:
         return router_options
-    key = (state.catalog_version, tiers)
+    key = (state.catalog_version, tiers, state.predictor_version)
     cached = state.extras.get("planning.options")
     if cached is not None and cached[0] == key:
         return cached[1]  # type: ignore[no-any-return]
-    options = await state.run_blocking(context, _build_options, state.catalog, tiers)
+    # A DifficultyPredictor's strategy response (fitted sample correlation and strategy offsets); the closed
+    # forms of models.strategies for forecasters without one.
+    quality_fn = getattr(forecaster, "quality_fn", None)
+    options = await state.run_blocking(context, _build_options, state.catalog, tiers, quality_fn)
     state.extras["planning.options"] = (key, options)
     return options
 
 
-def _build_options(catalog: Catalog, tiers: tuple[str, ...]) -> OptionSet:
+def _build_options(catalog: Catalog, tiers: tuple[str, ...], quality_fn: QualityFn | None) -> OptionSet:
     from simulator.costmodel import CostModel
 
-    return OptionSet.build(catalog, CostModel(catalog), tiers)
+    return OptionSet.build(catalog, CostModel(catalog), tiers, quality_fn=quality_fn)
 
 
 # ---- solving (worker thread) ------------------------------------------------------------------------------
