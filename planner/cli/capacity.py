@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import PriceModel, load_catalog
-from planner.cli.app import app
-from planner.cli.runs import UrlOption, database_url
+from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import InvalidArgumentError, PlannerError
 from simulator.capacity import Route, Slo
 from simulator.capacity_sim import plan_capacity
@@ -31,17 +30,8 @@ from simulator.workload import PoissonWorkload, TokenDist, TraceWorkload, Worklo
 capacity_app = typer.Typer(name="capacity", help="Capacity planning.", no_args_is_help=True)
 app.add_typer(capacity_app, name="capacity")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")]
 CatalogOption = Annotated[Path | None, typer.Option("--catalog", help="Catalog TOML (default: packaged).")]
 DEFAULT_ROUTES = ["llama-3.1-70b:single:0.6", "llama-3.1-8b:cot:0.3", "llama-3.1-8b:vote5:0.1"]
-
-
-def _fail(exc: PlannerError, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-    else:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=2)
 
 
 def parse_routes(specs: list[str]) -> list[Route]:
@@ -116,7 +106,7 @@ def plan_command(
             headroom=headroom,
         )
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     out = result.to_dict()
     if as_json:
@@ -174,7 +164,7 @@ def forecast_command(
         levels = tuple(sorted({0.8, 0.95, level}))
         bt = backtest(history.spend, bt_h, levels, model, season, folds)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     out = {
         "source": history.source,

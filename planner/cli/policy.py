@@ -38,7 +38,7 @@ def load_runs(
         raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
         raw = raw.rename(columns={"question": "prompt", "question_chars": "prompt_chars"})
         return prepare_runs(raw, name_map)
-    from planner.cli.runs import database_url as resolve_url
+    from planner.cli.app import database_url as resolve_url
     from planner.store import Database, RunStore
 
     frame = RunStore(Database(resolve_url(database_url))).load_frame(task=task)

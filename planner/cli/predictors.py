@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planner.cli.app import app
-from planner.cli.runs import database_url
+from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import FailedPreconditionError, PlannerError
 from planner.predictors import (
     EvaluationMetrics,
@@ -37,19 +36,6 @@ predictors_app = typer.Typer(
     help="Predictor registry: list, promote, roll back, evaluate, recalibrate.", no_args_is_help=True
 )
 app.add_typer(predictors_app, name="predictors")
-
-UrlOption = Annotated[
-    str | None, typer.Option("--database-url", help="Store URL (default: PLANNER_DATABASE_URL).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")]
-
-
-def _fail(exc: PlannerError, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-    else:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=2)
 
 
 def _open(url: str | None) -> tuple[Database, dict[str, str]]:
@@ -169,7 +155,7 @@ def train_command(
                 )
                 out = {**version_dict(result.version), "promoted": result.promoted, "reused": result.reused}
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     except grpc.RpcError as exc:
         _rpc_fail(exc, as_json)
@@ -245,7 +231,7 @@ def list_command(
     try:
         versions, active = list_versions(Database(database_url(database_url_)), task)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
         typer.echo(json.dumps({"active_version": active, "predictors": [version_dict(v) for v in versions]}))
@@ -287,7 +273,7 @@ def promote_command(
             now, previous = promote_version(Database(database_url(database_url_)), version)
             out = {"predictor": version_dict(now), "previous_version": previous}
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     except grpc.RpcError as exc:
         _rpc_fail(exc, as_json)
@@ -315,7 +301,7 @@ def rollback_command(
             now, rolled_back = rollback_version(Database(database_url(database_url_)))
             out = {"predictor": version_dict(now), "rolled_back_version": rolled_back}
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     except grpc.RpcError as exc:
         _rpc_fail(exc, as_json)
@@ -343,7 +329,7 @@ def evaluate_command(
         db, names = _open(database_url_)
         ev = evaluate_version(db, version, task=task, holdout_fraction=holdout, seed=seed, run_name_map=names)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
         out = {
@@ -389,7 +375,7 @@ def recalibrate_command(
         db, names = _open(database_url_)
         rc = recalibrate_version(db, version, task, sample_runs=sample_runs, seed=seed, run_name_map=names)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     out = {
         **version_dict(rc.version),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,38 +12,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from planner.catalog import load_catalog
-from planner.cli.app import app
+from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import PlannerError
 from planner.ingest import ImportProgress, import_file, preset
 from planner.store import Database, RunStore
 
 runs_app = typer.Typer(help="Historical runs: import files, show statistics.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-
-DEFAULT_DATABASE_URL = "sqlite:///var/planner.db"
-UrlOption = Annotated[
-    str | None, typer.Option("--database-url", help="Store URL (default: PLANNER_DATABASE_URL).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")]
-
-
-def database_url(explicit: str | None) -> str:
-    """The store URL: the option, else `planner.settings.Settings().database_url`."""
-    if explicit:
-        return explicit
-    try:
-        from planner.settings import load_settings
-    except ImportError:  # settings module not present: same env variable and default
-        return os.environ.get("PLANNER_DATABASE_URL", DEFAULT_DATABASE_URL)
-    return load_settings().database_url
-
-
-def _fail(exc: PlannerError, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-    else:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=2)
 
 
 def _mapping(pairs: list[str], preset_name: str | None) -> dict[str, str]:
@@ -79,7 +53,7 @@ def import_command(
         else:
             result = _import_with_bar(file, db, mapping, chunk_size, defaults)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
@@ -118,7 +92,7 @@ def stats_command(
     try:
         stats = RunStore(Database(database_url(database_url_))).stats(task)
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
         typer.echo(json.dumps(stats.to_dict()))
@@ -150,7 +124,7 @@ def demo_command(
         inserted = seed_demo(db, load_catalog(), n_queries=queries, seed=seed)
         total = RunStore(db).count()
     except PlannerError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
         return
     if as_json:
         typer.echo(json.dumps({"inserted": inserted, "total_runs": total}))
