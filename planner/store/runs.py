@@ -1,5 +1,10 @@
 """`RunStore`: bulk insert, statistics, queries and training frames over the `runs` table.
 
+Prompts are stored once per (task, query_id) in `queries` (GSM8K-style files repeat each question for every
+model and sample); a run keeps its own `runs.prompt` only when it differs from its query's, and every reader
+returns `coalesce(runs.prompt, queries.prompt)`. So a run stored without a prompt reads back its query's
+prompt when another run of that query brought one.
+
 Inserts are SQLAlchemy Core `insert` executemany statements that skip rows whose idempotency key
 (task, query_id, model, strategy, target, sample_index) already exists: `INSERT OR IGNORE` on SQLite,
 `ON CONFLICT DO NOTHING` on PostgreSQL. Rows must already be validated (untrusted input goes through
@@ -16,13 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Insert, func, insert, select
+from sqlalchemy import Connection, Insert, and_, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from planner.store.database import Database
-from planner.store.tables import RunRow
+from planner.store.tables import QueryRow, RunRow
 
 RUNS = RunRow.__table__  # type: ignore[attr-defined]
+QUERIES = QueryRow.__table__  # type: ignore[attr-defined]
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "query_id", "task", "prompt", "prompt_chars", "output_chars", "tags", "features", "model", "tier",
@@ -77,13 +83,13 @@ class RunFilter:
     models: tuple[str, ...] = field(default=())
 
 
-def insert_statement(dialect: str) -> Insert:
-    """An INSERT on `runs` that silently skips rows whose idempotency key exists."""
+def insert_statement(dialect: str, table: Any = RUNS) -> Insert:
+    """An INSERT on `table` (`runs` or `queries`) that silently skips rows whose key exists."""
     if dialect == "postgresql":
-        return postgresql.insert(RUNS).on_conflict_do_nothing(constraint="uq_runs_key")
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(RUNS).on_conflict_do_nothing()
-    return insert(RUNS)
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table)
 
 
 def with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -106,6 +112,8 @@ def with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 _TS = STORED_COLUMNS.index("timestamp")
+_TASK, _QID, _PROMPT = (STORED_COLUMNS.index(c) for c in ("task", "query_id", "prompt"))
+_KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -127,6 +135,38 @@ def _driver_params(dialect: str, rows: Sequence[tuple[Any, ...]], compiled: Any)
     return [dict(zip(STORED_COLUMNS, r, strict=True)) for r in rows]
 
 
+def _stored_prompts(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    q = QUERIES.c
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        part = keys[start : start + _KEYS_PER_SELECT]
+        stmt = select(q.task, q.query_id, q.prompt).where(tuple_(q.task, q.query_id).in_(part))
+        out.update({(t, i): p for t, i, p in conn.execute(stmt)})
+    return out
+
+
+def split_prompts(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Store each query's prompt once in `queries` (first one seen wins) and blank it on runs that repeat it.
+
+    A run whose prompt differs from its query's stored one keeps it. Returns the rows to insert into `runs`.
+    """
+    first: dict[tuple[str, str], str] = {}
+    for r in rows:
+        if r[_PROMPT] is not None:
+            first.setdefault((r[_TASK], r[_QID]), r[_PROMPT])
+    if not first:
+        return list(rows)
+    stmt = insert_statement(conn.dialect.name, QUERIES)
+    conn.execute(stmt, [{"task": t, "query_id": i, "prompt": p} for (t, i), p in first.items()])
+    stored = _stored_prompts(conn, list(first))
+    return [
+        (*r[:_PROMPT], None, *r[_PROMPT + 1 :])
+        if r[_PROMPT] is not None and stored.get((r[_TASK], r[_QID])) == r[_PROMPT]
+        else r
+        for r in rows
+    ]
+
+
 class RunStore:
     """Historical runs in a `Database`."""
 
@@ -142,6 +182,7 @@ class RunStore:
         """
         if not rows:
             return 0
+        rows = split_prompts(conn, rows)
         dialect = conn.dialect.name
         compiled = insert_statement(dialect).compile(dialect=conn.dialect, column_keys=list(STORED_COLUMNS))
         result = conn.exec_driver_sql(str(compiled), _driver_params(dialect, rows, compiled))
@@ -187,8 +228,15 @@ class RunStore:
         return RunStats(int(rows), int(queries), int(models), int(n_tiers), int(tasks), per_tier)
 
     def _select(self, flt: RunFilter | None) -> Any:
+        c, q = RUNS.c, QUERIES.c
+        prompt = func.coalesce(c.prompt, q.prompt, type_=c.prompt.type).label("prompt")
+        columns = (prompt if name == "prompt" else c[name] for name in CANONICAL_COLUMNS)
+        joined = RUNS.outerjoin(QUERIES, and_(q.task == c.task, q.query_id == c.query_id))
+        return self._where(select(*columns).select_from(joined), flt)
+
+    @staticmethod
+    def _where(stmt: Any, flt: RunFilter | None) -> Any:
         c = RUNS.c
-        stmt = select(*(c[name] for name in CANONICAL_COLUMNS))
         if flt is None:
             return stmt
         for name in ("task", "query_id", "model", "tier", "strategy", "tenant"):
@@ -238,9 +286,10 @@ class RunStore:
     def daily_counts(self, task: str | None = None) -> pd.DataFrame:
         """Runs and distinct queries per UTC day (for traffic forecasting); rows without timestamp skipped."""
         flt = RunFilter(task=task)
-        stmt = self._select(flt).where(RUNS.c.timestamp.is_not(None))
+        stmt = self._where(select(RUNS.c.timestamp, RUNS.c.query_id), flt)
+        stmt = stmt.where(RUNS.c.timestamp.is_not(None))
         with self.db.engine.connect() as conn:
-            frame = pd.read_sql(stmt.with_only_columns(RUNS.c.timestamp, RUNS.c.query_id), conn)
+            frame = pd.read_sql(stmt, conn)
         frame["day"] = pd.to_datetime(frame["timestamp"], utc=True).dt.floor("D")
         grouped = frame.groupby("day").agg(runs=("query_id", "size"), queries=("query_id", "nunique"))
         return grouped.reset_index()

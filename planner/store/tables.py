@@ -43,6 +43,7 @@ class RunRow(StoreModel, table=True):
     task: str = "default"
     query_id: str
     prompt: str | None = Field(default=None, sa_type=sa.Text)
+    """Only a prompt that differs from its query's one in `queries`; readers coalesce the two."""
     prompt_chars: int | None = None
     output_chars: int | None = None
     tags: str | None = None
@@ -63,6 +64,16 @@ class RunRow(StoreModel, table=True):
     timestamp: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     tenant: str = "default"
     source: str | None = None
+
+
+class QueryRow(StoreModel, table=True):
+    """The prompt text of one query, stored once rather than with each of its runs (see `RunStore`)."""
+
+    __tablename__ = "queries"
+
+    task: str = Field(primary_key=True)
+    query_id: str = Field(primary_key=True)
+    prompt: str = Field(sa_type=sa.Text)
 
 
 class CatalogVersionRow(StoreModel, table=True):

@@ -6,7 +6,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -23,6 +26,7 @@ from planner.store import (
     RunStore,
     period_key,
 )
+from planner.store.database import alembic_config, upgrade
 from planner.store.tables import STORE_METADATA
 
 CATALOG_TOML = """
@@ -95,6 +99,57 @@ def test_query_and_load_frame_return_canonical_columns(db: Database) -> None:
     assert "prompt" in frame.columns and "source" not in frame.columns
     full = store.load_frame(task="t")
     assert full.loc[full.query_id == "q1", "timestamp"].iloc[0] == ts
+
+
+def test_prompts_are_stored_once_per_query_and_read_back_on_every_run(db: Database) -> None:
+    store = RunStore(db)
+    batch = [
+        _record("q1", prompt="What is 2+2?"),
+        _record("q1", model="m2", prompt="What is 2+2?"),
+        _record("q1", model="m3", prompt="What is 2+2? Think."),  # its own prompt is kept
+        _record("q2", prompt="Name a prime."),
+        _record("q3"),  # no prompt anywhere for q3
+        _record("q1", task="other", prompt="Other task, same id."),
+    ]
+    assert store.add_batch(batch[:2]) == 2
+    assert store.add_batch(batch) == 4  # the first two are duplicates; q1's prompt is already stored
+    want = {(r["task"], r["query_id"], r["model"]): r.get("prompt") for r in batch}
+    got = {(r["task"], r["query_id"], r["model"]): r["prompt"] for r in store.query(limit=100)}
+    assert got == want
+    frame = store.load_frame(task="t")
+    prompts = [None if pd.isna(p) else p for p in frame.prompt]  # pandas reads a missing text as NaN
+    assert {(q, m): p for q, m, p in zip(frame.query_id, frame.model, prompts, strict=True)} == {
+        (q, m): p for (t, q, m), p in want.items() if t == "t"
+    }
+    with db.engine.connect() as conn:
+        queries = conn.execute(sa.text("SELECT COUNT(*) FROM queries")).scalar_one()
+        kept = conn.execute(sa.text("SELECT COUNT(*) FROM runs WHERE prompt IS NOT NULL")).scalar_one()
+    assert (queries, kept) == (3, 1)
+
+
+def test_migration_from_0001_moves_prompts_into_queries_and_back(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    upgrade(db.engine, "0001")
+    insert = sa.text(
+        "INSERT INTO runs (task, query_id, prompt, model, tier, strategy, target, sample_index, score,"
+        " tenant) VALUES ('t', :q, :p, :m, :m, 'single', '', 0, 1.0, 'default')"
+    )
+    old = [("q1", "Same", "m1"), ("q1", "Same", "m2"), ("q1", "Different", "m3"), ("q2", None, "m1")]
+    with db.begin() as conn:
+        conn.execute(insert, [{"q": q, "p": p, "m": m} for q, p, m in old])
+    upgrade(db.engine)
+    store = RunStore(db)
+    want = {(q, m): p for q, p, m in old}
+    assert {(r["query_id"], r["model"]): r["prompt"] for r in store.query()} == want
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT query_id, prompt FROM queries")).all() == [("q1", "Different")]
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM runs WHERE prompt IS NOT NULL")).scalar_one() == 2
+    with db.begin() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT query_id, model, prompt FROM runs")).all()
+    assert {(q, m): p for q, m, p in rows} == want
+    db.dispose()
 
 
 def test_ledger_reserves_only_under_the_cap(db: Database) -> None:
