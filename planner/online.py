@@ -188,10 +188,12 @@ class OnlineRouter:
             self._static[rails] = cached
         static, static_ok = cached
         dynamic = dynamic_masks(rails, arrays, inp)
-        allowed = np.broadcast_to(static_ok, arrays.shape)
-        for m in dynamic.values():
-            allowed = allowed & m
-        return {**static, **dynamic}, np.array(allowed, copy=bool(not dynamic))
+        if not dynamic:
+            return {**static}, np.repeat(static_ok, arrays.shape[0], axis=0)
+        allowed = static_ok & next(iter(dynamic.values()))
+        for m in itertools.islice(dynamic.values(), 1, None):
+            allowed &= m
+        return {**static, **dynamic}, allowed
 
     async def _route_tenant(
         self,

@@ -184,7 +184,8 @@ def choose(
 ) -> Choice:
     """The best allowed option per query under `prices` (module docstring); `allowed` is (n, k) or (k,)."""
     n, k = arrays.shape
-    allowed = np.broadcast_to(allowed, (n, k))
+    if allowed.shape != (n, k):
+        allowed = np.broadcast_to(allowed, (n, k))
     rows = np.arange(n)
     s = np.where(allowed, scores(arrays, prices), -np.inf)
     chosen = np.argmax(s, axis=1)
