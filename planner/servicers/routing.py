@@ -242,21 +242,15 @@ def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
 class Coalescer:
     """Decides concurrent single-query calls with equal call options as one batch.
 
-    A call is decided at once unless calls are arriving together: when recent batches held more than one
-    call on average (moving average of batch sizes) and the last was decided less than `busy_s` ago, a call
-    waits up to `wait_s` (or until `max_batch` are pending) so that concurrent calls share one vectorised
-    decision. A client that sends one call at a time therefore never waits. A call that finds nothing
-    pending, the coalescer not busy and no other call arrived in the last `gap_s` is decided inline in the
-    caller's task (no future, no extra task, no extra loop turns); a call arriving within `gap_s` of
-    another goes through the batching path, so a burst of concurrent calls still switches to batching.
+    A call is decided at once (next loop tick) unless calls are arriving together: when recent batches held
+    more than one call on average (moving average of batch sizes) and the last was decided less than
+    `busy_s` ago, a call waits up to `wait_s` (or until `max_batch` are pending) so that concurrent calls
+    share one vectorised decision. A client that sends one call at a time therefore never waits.
     """
 
-    def __init__(
-        self, wait_s: float = 0.005, max_batch: int = 256, busy_s: float = 0.02, gap_s: float = 0.0002
-    ) -> None:
-        self.wait_s, self.max_batch, self.busy_s, self.gap_s = wait_s, max_batch, busy_s, gap_s
+    def __init__(self, wait_s: float = 0.005, max_batch: int = 256, busy_s: float = 0.02) -> None:
+        self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
         self._last_flush = -1e9
-        self._last_arrival = -1e9
         self._mean_size = 1.0
         self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
         self._count = 0
@@ -268,11 +262,6 @@ class Coalescer:
 
     async def decide(self, router: OnlineRouter, query: Query, call: CallOptions) -> Decision:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        quiet = now - self._last_arrival > self.gap_s
-        self._last_arrival = now
-        if quiet and self._count == 0 and self._timer is None and not self._busy(now):
-            return await self._inline(router, query, call, now)
         future: asyncio.Future[Decision] = loop.create_future()
         self._pending.setdefault(call, []).append((query, future))
         self._count += 1
@@ -281,27 +270,13 @@ class Coalescer:
             if self._count >= self.max_batch:
                 self._flush(router)
             elif self._timer is None:
+                busy = self._mean_size > 1.05 and loop.time() - self._last_flush < self.busy_s
                 self._timer = (
                     loop.call_later(self.wait_s, self._flush, router)
-                    if self._busy(now)
+                    if busy
                     else loop.call_soon(self._flush, router)
                 )
             return await future
-        finally:
-            self.active -= 1
-
-    def _busy(self, now: float) -> bool:
-        return self._mean_size > 1.05 and now - self._last_flush < self.busy_s
-
-    async def _inline(self, router: OnlineRouter, query: Query, call: CallOptions, now: float) -> Decision:
-        """A batch of one decided in the caller's task."""
-        self._mean_size = 0.8 * self._mean_size + 0.2
-        self._last_flush = now
-        self.batches += 1
-        self.decided += 1
-        self.active += 1
-        try:
-            return (await router.route([query], call))[0]
         finally:
             self.active -= 1
 
