@@ -225,7 +225,9 @@ def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
             )
         forecaster = PriorForecaster(catalog.run_name_map()).fit(frame)
         version = f"prior:{len(frame)}-runs"
-    options = OptionSet.build(catalog, CostModel(catalog), forecaster.tiers)
+    # The active DifficultyPredictor's fitted strategy response; the closed forms for other forecasters.
+    quality_fn = getattr(forecaster, "quality_fn", None)
+    options = OptionSet.build(catalog, CostModel(catalog), forecaster.tiers, quality_fn=quality_fn)
     ledger: Any = Ledger(state.db) if state.db is not None else MemoryLedger()
     return OnlineRouter(
         catalog,
