@@ -7,6 +7,7 @@ learned predictor must beat, and a safe fallback the planner can use before any 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,16 @@ from models.data import plain_runs, prepare_runs
 
 DEFAULT_OUTPUT_TOKENS = 256.0
 """Output tokens assumed for a tier whose runs carry no output length."""
+
+
+def tier_token_quantiles(tokens: Any, index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tier p50 / p90 of output tokens from `tokens` grouped by tier, in the order of `index`.
+
+    A tier without token counts gets `DEFAULT_OUTPUT_TOKENS` as p50 and twice its p50 as p90; p90 >= p50.
+    """
+    p50 = tokens.quantile(0.5).reindex(index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
+    p90 = tokens.quantile(0.9).reindex(index).to_numpy(float)
+    return p50, np.where(np.isnan(p90), 2.0 * p50, np.maximum(p90, p50))
 
 
 class PriorForecaster(BaseEstimator):
@@ -42,10 +53,7 @@ class PriorForecaster(BaseEstimator):
         )
         self.n_runs_ = counts.to_numpy(int)
         tok = grouped["output_tokens"]
-        p50 = tok.quantile(0.5).reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
-        p90 = tok.quantile(0.9).reindex(counts.index).to_numpy(float)
-        self.output_p50_ = p50
-        self.output_p90_ = np.where(np.isnan(p90), 2.0 * p50, np.maximum(p90, p50))
+        self.output_p50_, self.output_p90_ = tier_token_quantiles(tok, counts.index)
         self.output_mean_ = tok.mean().reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
         return self
 

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models.api import Forecast, Query
-from models.baseline import DEFAULT_OUTPUT_TOKENS
+from models.baseline import tier_token_quantiles
 from models.data import prepare_runs
 from models.design import build_design, task_index
 from models.features import QueryFeaturizer
@@ -42,11 +42,7 @@ class _CellForecaster(BaseEstimator):
         self.success_ = self._success().fit(d.x, d.cells, len(d.tiers), len(d.tasks))
         tokens = pd.Series(frame["output_tokens"].to_numpy(float)[d.plain])
         by_tier = tokens.groupby(d.cells.tier)
-        idx = range(len(d.tiers))
-        p50 = by_tier.quantile(0.5).reindex(idx).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
-        p90 = by_tier.quantile(0.9).reindex(idx).to_numpy(float)
-        self.output_p50_ = p50
-        self.output_p90_ = np.where(np.isnan(p90), 2 * p50, np.maximum(p90, p50))
+        self.output_p50_, self.output_p90_ = tier_token_quantiles(by_tier, range(len(d.tiers)))
         return self
 
     @property
