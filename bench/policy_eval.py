@@ -15,24 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from models.report import json_safe
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO.parent / "shared" / "data" / "runs" / "gsm8k_zeroeval.csv.gz"
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,13 +90,13 @@ def _print(out: dict[str, Any]) -> None:
     b = out["best_single"]
     print(f"best single: {b['tier']} quality {b['quality']:.4f} at ${b['cost_usd']:.3g}/query")
     for name, t in out["targets"].items():
-        print(f"  {'MET ' if t['met'] else 'MISS'} {name}: {json.dumps(_finite(t))}")
+        print(f"  {'MET ' if t['met'] else 'MISS'} {name}: {json.dumps(json_safe(t))}")
     print(f"{'router':<26}{'AIQ':>8}{'APGR':>8}{'CPT50':>8}{'CPT80':>8}{'CPT95':>8}")
     for name, r in out["routers"].items():
         vals = [r.get(k, float("nan")) for k in ("aiq", "apgr", "cpt50", "cpt80", "cpt95")]
         print(f"{name:<26}" + "".join(f"{v:>8.4f}" for v in vals))
     if out["simulated"]:
-        print(f"simulated: {json.dumps(_finite(out['simulated']))}")
+        print(f"simulated: {json.dumps(json_safe(out['simulated']))}")
     print(f"seconds: {out['seconds']}; plot {out['plot']}")
 
 
@@ -129,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = run(args)
     if args.json:
-        print(json.dumps(_finite(out)))
+        print(json.dumps(json_safe(out)))
     else:
         _print(out)
     return 0

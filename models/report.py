@@ -56,7 +56,7 @@ class Report:
         raise InvalidArgumentError.for_field("forecaster", name, "not in this report")
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "config": self.config,
                 "n_train_runs": self.n_train_runs,
@@ -68,11 +68,13 @@ class Report:
         )
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """`obj` with non-finite floats (NaN, +-inf) as None, nested dicts (keys as str) and lists, so that
+    `json.dumps` writes standard JSON (which has no NaN or Infinity)."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

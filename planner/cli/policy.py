@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,20 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from models.report import json_safe
 from planner.catalog import load_catalog
 from planner.cli.app import app
 from planner.errors import PlannerError
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no Infinity: unreachable costs become null."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+from planner.ingest import preset
 
 
 def load_runs(
@@ -36,7 +26,7 @@ def load_runs(
 
     if runs is not None:
         raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
-        raw = raw.rename(columns={"question": "prompt", "question_chars": "prompt_chars"})
+        raw = raw.rename(columns=preset("zeroeval"))
         return prepare_runs(raw, name_map)
     from planner.cli.app import database_url as resolve_url
     from planner.store import Database, RunStore
@@ -99,7 +89,7 @@ def evaluate_policy(
     if as_json:
         out = report.to_dict()
         out["plot"] = str(plot) if plot else None
-        typer.echo(json.dumps(_finite(out)))
+        typer.echo(json.dumps(json_safe(out)))
         return
     _print(report)
 

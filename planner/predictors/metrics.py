@@ -18,6 +18,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from models.api import Forecaster
 from models.data import plain_runs, queries_from_frame
+from models.report import json_safe
 
 ECE_BINS = 10
 """Equal-width bins, as `models.evaluate` uses."""
@@ -50,7 +51,7 @@ class EvaluationMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN becomes None)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvaluationMetrics:
@@ -61,16 +62,6 @@ class EvaluationMetrics:
 
 def _num(value: Any) -> Any:
     return math.nan if value is None else value
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
