@@ -366,8 +366,8 @@ def decode_physics(
     return DecodeStep(step, mem_s, comp_s, fixed + per_seq, bytes_read, flops, power, batch)
 
 
-def decode_step(config: DeploymentConfig, eff: Efficiency) -> DecodeStep:
-    """`decode_physics` for one deployment."""
+def decode_step(config: DeploymentConfig, eff: Efficiency, batch: Any = None) -> DecodeStep:
+    """`decode_physics` for one deployment; `batch` (a number or an array) overrides its batch size."""
     m, d = config.model, config.device
     return decode_physics(
         eff,
@@ -379,7 +379,7 @@ def decode_step(config: DeploymentConfig, eff: Efficiency) -> DecodeStep:
         peak_tflops=d.peak_flops(m.precision) / 1e12,
         board_w=d.board_power_w,
         n=config.n_devices,
-        batch=config.batch_size,
+        batch=config.batch_size if batch is None else batch,
         context=config.context_tokens,
     )
 

@@ -18,7 +18,6 @@ from simulator.hardware import (
     Efficiency,
     FloatArray,
     Num,
-    decode_physics,
     decode_step,
     prefill,
 )
@@ -63,20 +62,8 @@ class ReplicaService:
     efficiency: Efficiency
 
     def _step(self, batch: Num) -> DecodeStep:
-        m, d, eff = self.config.model, self.config.device, self.efficiency
-        return decode_physics(
-            eff,
-            total_b=m.total_params_b,
-            active_b=m.active_params_b,
-            bytes_per_param=m.bytes_per_param,
-            kv_bytes_per_token=m.kv_bytes_per_token,
-            bandwidth_gb_s=d.bandwidth_gb_s,
-            peak_tflops=d.peak_flops(m.precision) / 1e12,
-            board_w=d.board_power_w,
-            n=self.config.n_devices,
-            batch=np.maximum(np.asarray(batch, dtype=float), 1.0),
-            context=self.config.context_tokens,
-        )
+        batches = np.maximum(np.asarray(batch, dtype=float), 1.0)
+        return decode_step(self.config, self.efficiency, batch=batches)
 
     def decode_step_s(self, batch: npt.ArrayLike) -> FloatArray:
         """Seconds per decode iteration at each batch size (sequences in flight)."""
