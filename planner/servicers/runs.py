@@ -127,6 +127,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
         self, request_iterator: AsyncIterator[runs_pb2.RecordRunsRequest], context: grpc.aio.ServicerContext
     ) -> runs_pb2.RecordRunsResponse:
         _db(self.state)
+        # Tell the client its stream is accepted: from here a graceful shutdown lets it finish.
+        await context.send_initial_metadata(())
         records: list[dict[str, Any]] = []
         source = ""
         async for request in request_iterator:

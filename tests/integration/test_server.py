@@ -195,6 +195,7 @@ async def test_in_flight_stream_finishes_during_graceful_shutdown(settings: Sett
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         call = runs_pb2_grpc.RunServiceStub(ch).RecordRuns()
         await call.write(runs_pb2.RecordRunsRequest(records=[run("q1", correct=True)]))
+        await call.initial_metadata()  # the handler is running, so the shutdown must wait for it
         stopping = asyncio.create_task(stop_server(server, 5.0))
         await asyncio.sleep(0.05)
         await call.write(runs_pb2.RecordRunsRequest(records=[run("q2", correct=False)]))
