@@ -160,7 +160,17 @@ class DifficultyPredictor(BaseEstimator):
         return self.tiers_
 
     def forecast(self, queries: Sequence[Query]) -> Forecast:
-        """Vectorised forecast for a batch of queries (the `Forecaster` protocol)."""
+        """Vectorised forecast for a batch of queries (the `Forecaster` protocol); a single query takes the
+        compiled hot path (`score_one`: same figures, no scikit-learn validation or sparse matrices)."""
+        if len(queries) == 1 and "_fast" in self.__dict__:
+            one = self._compiled().score(queries[0])
+            return Forecast(
+                tiers=self.tiers_,
+                p_correct=one["p_correct"][None, :],
+                output_tokens_p50=one["output_tokens_p50"][None, :],
+                output_tokens_p90=one["output_tokens_p90"][None, :],
+                input_tokens=np.array([queries[0].input_tokens], dtype=float),
+            )
         check_is_fitted(self, "success_")
         x = self.featurizer_.transform(queries)
         p = self.success_.predict_proba_matrix(x, self._task_index(queries))

@@ -48,6 +48,9 @@ from planner.router import FastPricer, ShadowPrices, best, choose
 from planner.store.audit import DecisionRecord
 
 QUALITY_TOL = 1e-9
+MAINTAIN_EVERY = 8
+"""Background lease upkeep runs every this many `route` calls (a lease covers hundreds of decisions, and a
+decision its lease cannot cover tops it up synchronously), and whenever a period has rolled over."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class OnlineRouter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._id_prefix = os.urandom(8).hex()  # random per replica: ids stay unique across replicas
         self._ids = itertools.count()
+        self._since_maintain = MAINTAIN_EVERY  # the first call looks after the leases
 
     # ---- public -------------------------------------------------------------------------------------------
     async def route(self, queries: Sequence[Query], call: CallOptions | None = None) -> list[Decision]:
@@ -324,6 +328,10 @@ class OnlineRouter:
 
     def _maintain(self) -> None:
         """Start background top-ups of low leases and give back leases of ended periods."""
+        self._since_maintain += 1
+        if self._since_maintain < MAINTAIN_EVERY and not self.book.retired:
+            return
+        self._since_maintain = 0
         for pacer in self.book.all():
             if id(pacer) not in self._refills and pacer.low():
                 self._spawn(self._start_refill(pacer, 0.0, 0.0))

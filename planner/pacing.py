@@ -1,10 +1,11 @@
 """Budget pacing for online routing: shadow prices per tenant and period, spend leases from a shared ledger.
 
 **Hard cap.** A replica never spends budget it has not reserved in the ledger first. It reserves *leases*
-(blocks of budget sized for a few dozen decisions, at most `max_lease_fraction` of the cap) with the ledger's
-atomic conditional update (`spent + x <= cap`, see `planner.store.ledger`), and charges each decision against
-its local lease before the decision is returned. The sum of all replicas' leases is what the ledger holds, and
-the ledger never lets that exceed the cap, so the cap is never crossed however many replicas share it.
+(blocks of budget sized for a few hundred decisions, at most `max_lease_fraction` of the cap) with the
+ledger's atomic conditional update (`spent + x <= cap`, see `planner.store.ledger`), and charges each decision
+against its local lease before the decision is returned. The sum of all replicas' leases is what the ledger
+holds, and the ledger never lets that exceed the cap, so the cap is never crossed however many replicas share
+it.
 Near the cap, a lease is whatever is left; a decision that no lease can cover gets a cheaper option or is
 refused (`BudgetExhaustedError`). Unused leases are given back when the period rolls over and on shutdown.
 
@@ -211,7 +212,8 @@ class PacingConfig:
 
     reservoir: int = 64
     resolve_every: int = 64
-    lease_decisions: float = 32.0
+    lease_decisions: float = 256.0
+    """Decisions' worth of budget per lease (fewer ledger round trips vs. budget parked in one replica)."""
     max_lease_fraction: float = 0.02
     low_water: float = 0.3
     min_elapsed_s: float = 30.0
@@ -372,7 +374,8 @@ class Pacer:
         self.used_energy_j -= energy_j
 
     def wanted(self, need_usd: float = 0.0, need_j: float = 0.0) -> tuple[float, float]:
-        """Lease amounts to ask the ledger for: a few dozen decisions' worth, at most a share of the cap."""
+        """Lease amounts to ask the ledger for: `lease_decisions` decisions' worth, at most a share of the
+        cap."""
         cfg = self.config
         rho_usd, rho_j = self.allowance(self._now)
         per_usd = self.mean_cost_usd if not np.isfinite(rho_usd) else max(rho_usd, self.mean_cost_usd)

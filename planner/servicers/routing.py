@@ -6,8 +6,9 @@ changes: forecaster = the active predictor (`state.predictor`), else a `models.b
 fitted on the stored runs; ledger = `planner.store.Ledger` on the server's database (shared by replicas), or
 an in-process ledger without one; audit = `AuditWriter` over `planner.store.AuditLog`.
 
-Concurrent Route calls that arrive together are decided as one vectorised batch (`Coalescer`); a batch that
-fails is re-decided query by query so each call gets its own answer or error.
+Concurrent Route calls that arrive together are decided as one vectorised batch
+(`planner.servicers.coalesce.Coalescer`); a batch that fails is re-decided query by query so each call gets
+its own answer or error.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import grpc
 import structlog
 
 from models.api import Query
-from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, PlannerError
+from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from planner.governance import AuditWriter, GuardRails
 from planner.online import CallOptions, Decision, OnlineRouter
 from planner.pacing import Budget
+from planner.servicers.coalesce import Coalescer
 from planner.servicers.state import ServiceState
 from planner.servicers.unbuilt import not_built
 from planner.store import AuditLog
@@ -239,81 +241,6 @@ def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
         catalog_version=state.catalog_version,
         executor=state.executor,
     )
-
-
-class Coalescer:
-    """Decides concurrent single-query calls with equal call options as one batch.
-
-    A call is decided at once (next loop tick) unless calls are arriving together: when recent batches held
-    more than one call on average (moving average of batch sizes) and the last was decided less than
-    `busy_s` ago, a call waits up to `wait_s` (or until `max_batch` are pending) so that concurrent calls
-    share one vectorised decision. A client that sends one call at a time therefore never waits.
-    """
-
-    def __init__(self, wait_s: float = 0.005, max_batch: int = 256, busy_s: float = 0.02) -> None:
-        self.wait_s, self.max_batch, self.busy_s = wait_s, max_batch, busy_s
-        self._last_flush = -1e9
-        self._mean_size = 1.0
-        self._pending: dict[CallOptions, list[tuple[Query, asyncio.Future[Decision]]]] = {}
-        self._count = 0
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.active = 0
-        self.batches = 0
-        self.decided = 0
-
-    async def decide(self, router: OnlineRouter, query: Query, call: CallOptions) -> Decision:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._pending.setdefault(call, []).append((query, future))
-        self._count += 1
-        self.active += 1
-        try:
-            if self._count >= self.max_batch:
-                self._flush(router)
-            elif self._timer is None:
-                busy = self._mean_size > 1.05 and loop.time() - self._last_flush < self.busy_s
-                self._timer = (
-                    loop.call_later(self.wait_s, self._flush, router)
-                    if busy
-                    else loop.call_soon(self._flush, router)
-                )
-            return await future
-        finally:
-            self.active -= 1
-
-    def _flush(self, router: OnlineRouter) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._mean_size = 0.8 * self._mean_size + 0.2 * self._count
-        batches, self._pending, self._count, self._timer = self._pending, {}, 0, None
-        self._last_flush = asyncio.get_running_loop().time()
-        for call, items in batches.items():
-            self.batches += 1
-            self.decided += len(items)
-            task = asyncio.ensure_future(self._run(router, call, items))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _run(router: OnlineRouter, call: CallOptions, items: list[tuple[Query, Any]]) -> None:
-        try:
-            decisions = await router.route([q for q, _ in items], call)
-        except Exception as exc:
-            if len(items) == 1 or not isinstance(exc, PlannerError):
-                for _, f in items:
-                    if not f.done():
-                        f.set_exception(exc)
-                return
-            for q, f in items:  # one query spoiled the batch: decide each alone
-                try:
-                    f.set_result((await router.route([q], call))[0])
-                except Exception as one:
-                    f.set_exception(one)
-            return
-        for (_, f), d in zip(items, decisions, strict=True):
-            if not f.done():
-                f.set_result(d)
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):

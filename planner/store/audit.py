@@ -14,6 +14,8 @@ from planner.store.database import Database
 from planner.store.tables import DecisionRow
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
+_ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
+"""Explanations as JSON text (one encoder for all rows: `json.dumps` with options builds one per call)."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,20 @@ class DecisionRecord:
     created_at: datetime | None = None
 
     def to_row(self) -> dict[str, Any]:
-        row = {c.name: getattr(self, c.name) for c in DECISIONS.c if c.name != "id"}
-        row["explanation"] = json.dumps(dict(self.explanation), sort_keys=True, default=str)
-        row["created_at"] = self.created_at or datetime.now(UTC)
-        return row
+        return {
+            "request_id": self.request_id,
+            "tenant": self.tenant,
+            "query_id": self.query_id,
+            "tier": self.tier,
+            "strategy": self.strategy,
+            "target": self.target,
+            "expected_quality": self.expected_quality,
+            "expected_cost_usd": self.expected_cost_usd,
+            "explanation": _ENCODE(e if isinstance(e := self.explanation, dict) else dict(e)),
+            "catalog_version": self.catalog_version,
+            "predictor_version": self.predictor_version,
+            "created_at": self.created_at or datetime.now(UTC),
+        }
 
 
 class AuditLog:

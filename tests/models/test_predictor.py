@@ -51,9 +51,12 @@ def test_forecast_satisfies_the_forecaster_contract(
 
 
 def test_score_one_matches_batch_forecast(fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame) -> None:
-    query = queries_from_frame(gsm8k_small)[7]
-    fc = fitted.forecast([query])
+    query, other = queries_from_frame(gsm8k_small)[7:9]
+    fc = fitted.forecast([query, other])  # the batch path (one query alone takes the hot path)
     one = fitted.score_one(query, (SINGLE, VOTE3, BON4))
+    alone = fitted.forecast([query])
+    np.testing.assert_allclose(alone.p_correct[0], fc.p_correct[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(alone.output_tokens_p90[0], fc.output_tokens_p90[0], rtol=1e-9)
     np.testing.assert_allclose(one["p_correct"], fc.p_correct[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(one["output_tokens_p50"], fc.output_tokens_p50[0], rtol=1e-9)
     np.testing.assert_allclose(one["vote3"], fitted.quality(fc, VOTE3)[0], atol=1e-12)
