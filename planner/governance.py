@@ -218,11 +218,19 @@ Sink = Callable[[list[DecisionRecord]], int]
 class AuditWriter:
     """Writes decision records in batches from a background thread (bounded queue; see module docstring).
 
-    `submit` never touches the database: it is a queue put (it only waits when the queue is full, i.e. the
-    database has fallen `max_queue` records behind -- back-pressure rather than lost audit records).
+    `submit` never touches the database: it is one queue put per call (it only waits when the queue is full,
+    i.e. the database has fallen `max_queue` submissions behind -- back-pressure rather than lost audit
+    records). Items are `DecisionRecord`s or objects with a `to_record()` method (e.g. the router's
+    decisions), which the writer's thread calls, so the caller does not pay for building records either.
     """
 
-    def __init__(self, sink: Sink, max_queue: int = 100_000, batch_size: int = 1000, interval_s: float = 0.1):
+    def __init__(
+        self,
+        sink: Sink,
+        max_queue: int = 100_000,
+        batch_size: int = 1000,
+        interval_s: float = 0.1,
+    ):
         if max_queue < 1 or batch_size < 1 or not interval_s > 0:
             raise InvalidArgumentError.for_field(
                 "audit_writer",
@@ -230,7 +238,7 @@ class AuditWriter:
                 "max_queue, batch_size >= 1, interval_s > 0",
             )
         self._sink = sink
-        self._queue: queue.Queue[DecisionRecord | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue(maxsize=max_queue)
         self._batch, self._interval = batch_size, interval_s
         self.written = 0
         self.failed = 0
@@ -240,11 +248,12 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="planner-audit", daemon=True)
         self._thread.start()
 
-    def submit(self, records: Sequence[DecisionRecord]) -> None:
+    def submit(self, items: Sequence[Any]) -> None:
+        """Queue decision records (or objects with `to_record()`) to be written."""
         if self._closed:
             raise RuntimeError("audit writer is closed")
-        for rec in records:
-            self._queue.put(rec)
+        if items:
+            self._queue.put(list(items))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every record submitted so far has been written (or failed)."""
@@ -273,37 +282,45 @@ class AuditWriter:
 
     @property
     def pending(self) -> int:
+        """Submissions queued and not yet taken by the writer."""
         return self._queue.qsize()
 
     def _run(self) -> None:
         stop = False
         while not stop:
             first = self._queue.get()
-            batch: list[DecisionRecord] = []
+            items: list[Any] = []
             taken = 1
             if first is None:
                 stop = True
             else:
-                batch.append(first)
-            if not stop and self._queue.qsize() < self._batch:
-                # Collect for a while without waking per record: few, large transactions, little GIL traffic.
+                items.extend(first)
+            if not stop and len(items) < self._batch:
+                # Collect for a while without waking per call: few, large transactions, little GIL traffic.
                 self._wake.wait(self._interval)
-            while len(batch) < self._batch and not stop:
+            while len(items) < self._batch and not stop:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 taken += 1
-                if item is None:
+                if more is None:
                     stop = True
                 else:
-                    batch.append(item)
-            self._write(batch)
+                    items.extend(more)
+            for start in range(0, len(items), self._batch):
+                self._write(items[start : start + self._batch])
             for _ in range(taken):
                 self._queue.task_done()
 
-    def _write(self, batch: list[DecisionRecord]) -> None:
-        if not batch:
+    def _write(self, items: list[Any]) -> None:
+        if not items:
+            return
+        try:
+            batch = [i if isinstance(i, DecisionRecord) else i.to_record() for i in items]
+        except Exception as exc:  # a record that cannot be built must not stop the writer
+            log.error("audit.convert_failed", records=len(items), error=str(exc))
+            self.failed += len(items)
             return
         for attempt in (1, 2):
             try:

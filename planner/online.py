@@ -85,6 +85,26 @@ class Decision:
     catalog_version: str
     decided_at: datetime
 
+    def to_record(self) -> DecisionRecord:
+        """The audit record of this decision (built on the audit writer's thread)."""
+        d = self
+        exp = d.explanation.to_dict()
+        exp.update(cost_usd_p90=d.usd_p90, latency_p90_s=d.latency_p90_s, energy_j=d.energy_j)
+        return DecisionRecord(
+            request_id=d.decision_id,
+            tenant=d.tenant,
+            query_id=d.query_id,
+            tier=d.option.tier,
+            strategy=d.option.strategy,
+            target=d.option.target,
+            expected_quality=d.expected_quality,
+            expected_cost_usd=d.usd,
+            explanation=exp,
+            catalog_version=d.catalog_version,
+            predictor_version=d.predictor_version,
+            created_at=d.decided_at,
+        )
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -145,7 +165,7 @@ class OnlineRouter:
                 out[i] = d
         decisions = [d for d in out if d is not None]
         if self.audit is not None and not call.dry_run:
-            self.audit.submit([self._record(d) for d in decisions])
+            self.audit.submit(decisions)  # `Decision.to_record` runs on the audit writer's thread
         self._maintain()
         return decisions
 
@@ -454,24 +474,6 @@ class OnlineRouter:
             else:
                 out.append(("none", "", 0.0))
         return out
-
-    def _record(self, d: Decision) -> DecisionRecord:
-        exp = d.explanation.to_dict()
-        exp.update(cost_usd_p90=d.usd_p90, latency_p90_s=d.latency_p90_s, energy_j=d.energy_j)
-        return DecisionRecord(
-            request_id=d.decision_id,
-            tenant=d.tenant,
-            query_id=d.query_id,
-            tier=d.option.tier,
-            strategy=d.option.strategy,
-            target=d.option.target,
-            expected_quality=d.expected_quality,
-            expected_cost_usd=d.usd,
-            explanation=exp,
-            catalog_version=d.catalog_version,
-            predictor_version=d.predictor_version,
-            created_at=d.decided_at,
-        )
 
 
 class _BatchView:

@@ -147,6 +147,11 @@ def call_from_proto(
     return CallOptions(rails=rails, budget=budget, dry_run=request.dry_run, fallback=fallback)
 
 
+def _field_bytes(request: Any, name: str) -> bytes | None:
+    """A message field's bytes, None when unset (the cache key of call-level options)."""
+    return getattr(request, name).SerializeToString(deterministic=True) if request.HasField(name) else None
+
+
 def _first_tenant(request: Any) -> str:
     """The tenant of a Route request's query, or of a RouteBatch request's first query."""
     query = request.query if hasattr(request, "query") else (request.queries[0] if request.queries else None)
@@ -251,6 +256,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         self.coalescer = Coalescer()
         self._audit: AuditWriter | None = None
         self._calls: dict[tuple[Any, ...], CallOptions] = {}
+        self._tenant_names: tuple[str, tuple[str, ...]] = ("", ())
         state.extras["routing"] = self.coalescer
         state.closers.append(self.close)
 
@@ -270,8 +276,11 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
                     await old.aclose(close_audit=False)
         return st.router  # type: ignore[no-any-return]
 
-    def _tenants(self) -> list[str]:
-        return [t.name for t in self.state.catalog.tenants]
+    def _tenants(self) -> tuple[str, ...]:
+        version = self.state.catalog_version
+        if self._tenant_names[0] != version:
+            self._tenant_names = (version, tuple(t.name for t in self.state.catalog.tenants))
+        return self._tenant_names[1]
 
     def close(self) -> None:
         """Server shutdown: give the router's leases back and flush the audit log."""
@@ -287,11 +296,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             return call_from_proto(self.state, request, bad, context)
         key = (
             self.state.catalog_version,
-            request.guard_rails.SerializeToString(deterministic=True),
-            request.slo.SerializeToString(deterministic=True),
-            request.budget_override.SerializeToString(deterministic=True)
-            if request.HasField("budget_override")
-            else None,
+            _field_bytes(request, "guard_rails"),
+            _field_bytes(request, "slo"),
+            _field_bytes(request, "budget_override"),
             request.dry_run,
             _first_tenant(request),
         )
