@@ -28,6 +28,7 @@ from planner.ingest.readers import Chunk, read_chunks
 from planner.ingest.schema import PRESETS, RUN_SCHEMA, SPECS, ColumnSpec, Kind, check_mapping, preset
 from planner.ingest.validate import ChunkContext, prepare_chunk
 from planner.store.database import Database
+from planner.store.run_insert import EncodedBatch, encode
 from planner.store.runs import RunStore
 
 __all__ = [
@@ -98,22 +99,23 @@ def _import_chunks(
     rows_read = inserted = 0
     ignored: set[str] = set()
 
-    def prepared() -> Iterator[tuple[list[tuple[Any, ...]], Chunk]]:
+    def prepared() -> Iterator[tuple[EncodedBatch, Chunk]]:
         for chunk in chunks:
             frame = chunk.frame.rename(columns=dict(mapping))
             ignored.update(str(c) for c in frame.columns if c not in SPECS)
-            yield prepare_chunk(frame, chunk.first_row, ctx), chunk
+            yield encode(prepare_chunk(frame, chunk.first_row, ctx), db.dialect), chunk
 
-    # Read and validate the next chunk in a worker thread while the database inserts this one (the sqlite3
-    # and psycopg drivers release the GIL while the database works).
+    # Read, validate and encode the next chunk (parameter tuples ready for the driver) in a worker thread
+    # while the database inserts this one (the sqlite3 and psycopg drivers release the GIL while the database
+    # works).
     with ThreadPoolExecutor(max_workers=1) as pool, db.begin() as conn:
         source = prepared()
         pending = pool.submit(next, source, None)
         while (item := pending.result()) is not None:
             pending = pool.submit(next, source, None)
-            rows, chunk = item
-            inserted += store.insert_rows(conn, rows)
-            rows_read += len(rows)
+            batch, chunk = item
+            inserted += store.insert_rows(conn, batch)
+            rows_read += batch.rows
             if progress is not None:
                 progress(ImportProgress(rows_read, inserted, chunk.bytes_done, bytes_total))
     return ImportResult(ctx.source, rows_read, inserted, rows_read - inserted, tuple(sorted(ignored)))

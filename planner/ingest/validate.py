@@ -2,7 +2,7 @@
 
 `prepare_chunk` checks every schema rule over whole columns at once (numpy), raises `ImportRowError` for the
 first bad row of the chunk (lowest row number; ties in schema order), derives the optional fields and returns
-row tuples in `STORED_COLUMNS` order, ready for `RunStore.insert_rows`. Only JSON fields are checked value by
+a column-wise `RunBatch`, ready for `RunStore.insert_rows`. Only JSON fields are checked value by
 value (and only where present).
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from planner.errors import ImportRowError
 from planner.ingest.schema import CHARS_PER_TOKEN, RUN_SCHEMA, ColumnSpec, Kind
-from planner.store.runs import STORED_COLUMNS
+from planner.store.run_insert import STORED_COLUMNS, RunBatch
 
 NULL_TOKENS = ("", "nan", "NaN", "NA", "null", "None")
 """Strings read as missing in numeric, timestamp and JSON columns (text columns: only the empty string)."""
@@ -162,7 +162,7 @@ def _timestamps(raw: np.ndarray, spec: ColumnSpec, missing: np.ndarray, problems
     return out
 
 
-def prepare_chunk(frame: pd.DataFrame, first_row: int, ctx: ChunkContext) -> list[tuple[Any, ...]]:
+def prepare_chunk(frame: pd.DataFrame, first_row: int, ctx: ChunkContext) -> RunBatch:
     """Validate a chunk whose first data row is number `first_row` (1-based); return rows to insert."""
     problems = _Problems()
     parsed: dict[str, np.ndarray] = {}
@@ -198,7 +198,7 @@ def _as_objects(values: np.ndarray, integer: bool) -> np.ndarray:
     return out
 
 
-def _rows(p: dict[str, np.ndarray], ctx: ChunkContext, n: int) -> list[tuple[Any, ...]]:
+def _rows(p: dict[str, np.ndarray], ctx: ChunkContext, n: int) -> RunBatch:
     prompt_len = np.array([np.nan if v is None else len(v) for v in p["prompt"]], dtype=float)
     p["prompt_chars"] = _fill(p["prompt_chars"], prompt_len)
     with np.errstate(invalid="ignore"):
@@ -219,4 +219,4 @@ def _rows(p: dict[str, np.ndarray], ctx: ChunkContext, n: int) -> list[tuple[Any
             value[_isnone(value)] = spec.default
         columns[spec.name] = value
     columns["source"] = np.full(n, ctx.tag, dtype=object)
-    return list(zip(*(columns[c].tolist() for c in STORED_COLUMNS), strict=True))
+    return RunBatch({c: columns[c] for c in STORED_COLUMNS})

@@ -5,42 +5,47 @@ model and sample); a run keeps its own `runs.prompt` only when it differs from i
 returns `coalesce(runs.prompt, queries.prompt)`. So a run stored without a prompt reads back its query's
 prompt when another run of that query brought one.
 
-Inserts are SQLAlchemy Core `insert` executemany statements that skip rows whose idempotency key
-(task, query_id, model, strategy, target, sample_index) already exists: `INSERT OR IGNORE` on SQLite,
-`ON CONFLICT DO NOTHING` on PostgreSQL. Rows must already be validated (untrusted input goes through
-`planner.ingest`, which validates and derives fields, then calls `insert_rows` inside its own transaction).
+Inserts (`planner.store.run_insert`) skip rows whose idempotency key (task, query_id, model, strategy,
+target, sample_index) already exists (`ON CONFLICT DO NOTHING`, SQLite and PostgreSQL). Rows must already
+be validated (untrusted input goes through `planner.ingest`, which validates and derives fields column-wise
+into a `RunBatch`, then calls `insert_rows` inside its own transaction).
 """
 
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Insert, and_, func, insert, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, func, select
 
 from planner.store.database import Database
-from planner.store.tables import QueryRow, RunRow
+from planner.store.run_insert import (
+    CANONICAL_COLUMNS,
+    JSON_COLUMNS,
+    QUERIES,
+    RUNS,
+    STORED_COLUMNS,
+    EncodedBatch,
+    RunBatch,
+    insert_batch,
+    insert_encoded,
+)
 
-RUNS = RunRow.__table__  # type: ignore[attr-defined]
-QUERIES = QueryRow.__table__  # type: ignore[attr-defined]
-
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "query_id", "task", "prompt", "prompt_chars", "output_chars", "tags", "features", "model", "tier",
-    "strategy", "strategy_params", "target", "sample_index", "correct", "score", "input_tokens",
-    "output_tokens", "cost_usd", "latency_s", "energy_j", "timestamp", "tenant",
-)  # fmt: skip
-"""The run columns of the shared import schema, in the order `load_frame` returns them."""
-
-STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
-_DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": "", "sample_index": 0,
-                             "tenant": "default"}  # fmt: skip
-_JSON_COLUMNS = ("features", "strategy_params")
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "RUNS",
+    "STORED_COLUMNS",
+    "RunBatch",
+    "RunFilter",
+    "RunStats",
+    "RunStore",
+    "TierStats",
+]
+_JSON_COLUMNS = JSON_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -83,116 +88,24 @@ class RunFilter:
     models: tuple[str, ...] = field(default=())
 
 
-def insert_statement(dialect: str, table: Any = RUNS) -> Insert:
-    """An INSERT on `table` (`runs` or `queries`) that silently skips rows whose key exists."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return insert(table)
-
-
-def with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A stored row tuple (`STORED_COLUMNS` order) from a canonical record.
-
-    Defaults filled, tier defaulting to the model name, score to correct, JSON fields serialised.
-    """
-    row = {c: record.get(c) for c in STORED_COLUMNS}
-    for key, value in _DEFAULTS.items():
-        if row[key] is None:
-            row[key] = value
-    if row["tier"] is None:
-        row["tier"] = row["model"]
-    if row["score"] is None and row["correct"] is not None:
-        row["score"] = float(row["correct"])
-    for key in _JSON_COLUMNS:
-        if isinstance(row[key], Mapping):
-            row[key] = json.dumps(row[key], sort_keys=True)
-    return tuple(row[c] for c in STORED_COLUMNS)
-
-
-_TS = STORED_COLUMNS.index("timestamp")
-_TASK, _QID, _PROMPT = (STORED_COLUMNS.index(c) for c in ("task", "query_id", "prompt"))
-_KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
-
-
-def _sqlite_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text format, in UTC (what the DateTime type reads back)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _driver_params(dialect: str, rows: Sequence[tuple[Any, ...]], compiled: Any) -> list[Any]:
-    if dialect == "sqlite" and any(r[_TS] is not None for r in rows):
-        rows = [r if r[_TS] is None else (*r[:_TS], _sqlite_time(r[_TS]), *r[_TS + 1 :]) for r in rows]
-    if compiled.positional:
-        order = [STORED_COLUMNS.index(k) for k in compiled.positiontup]
-        if order == list(range(len(STORED_COLUMNS))):
-            return list(rows)
-        pick = operator.itemgetter(*order)  # C-level reordering (a Python genexpr per row is ~10x slower)
-        return [pick(r) for r in rows]
-    return [dict(zip(STORED_COLUMNS, r, strict=True)) for r in rows]
-
-
-def _stored_prompts(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    out: dict[tuple[str, str], str] = {}
-    q = QUERIES.c
-    for start in range(0, len(keys), _KEYS_PER_SELECT):
-        part = keys[start : start + _KEYS_PER_SELECT]
-        stmt = select(q.task, q.query_id, q.prompt).where(tuple_(q.task, q.query_id).in_(part))
-        out.update({(t, i): p for t, i, p in conn.execute(stmt)})
-    return out
-
-
-def split_prompts(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Store each query's prompt once in `queries` (first one seen wins) and blank it on runs that repeat it.
-
-    A run whose prompt differs from its query's stored one keeps it. Returns the rows to insert into `runs`.
-    """
-    first: dict[tuple[str, str], str] = {}
-    for r in rows:
-        if r[_PROMPT] is not None:
-            first.setdefault((r[_TASK], r[_QID]), r[_PROMPT])
-    if not first:
-        return list(rows)
-    stmt = insert_statement(conn.dialect.name, QUERIES)
-    conn.execute(stmt, [{"task": t, "query_id": i, "prompt": p} for (t, i), p in first.items()])
-    stored = _stored_prompts(conn, list(first))
-    return [
-        (*r[:_PROMPT], None, *r[_PROMPT + 1 :])
-        if r[_PROMPT] is not None and stored.get((r[_TASK], r[_QID])) == r[_PROMPT]
-        else r
-        for r in rows
-    ]
-
-
 class RunStore:
     """Historical runs in a `Database`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert_rows(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert row tuples (`STORED_COLUMNS` order) on an open connection; returns how many were new.
-
-        The Core insert is compiled once and handed to the driver's executemany with plain parameter tuples
-        (SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself). The caller owns
-        the transaction.
-        """
-        if not rows:
-            return 0
-        rows = split_prompts(conn, rows)
-        dialect = conn.dialect.name
-        compiled = insert_statement(dialect).compile(dialect=conn.dialect, column_keys=list(STORED_COLUMNS))
-        result = conn.exec_driver_sql(str(compiled), _driver_params(dialect, rows, compiled))
-        return max(int(result.rowcount), 0)
+    def insert_rows(self, conn: Connection, batch: RunBatch | EncodedBatch) -> int:
+        """Insert a validated batch on an open connection (the caller owns the transaction); returns how many
+        runs were new. See `planner.store.run_insert`."""
+        if isinstance(batch, EncodedBatch):
+            return insert_encoded(conn, batch)
+        return insert_batch(conn, batch)
 
     def add_batch(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Insert canonical records (already validated) in one transaction; returns how many were new."""
-        rows = [with_defaults(r) for r in records]
+        batch = RunBatch.from_records(records)
         with self.db.begin() as conn:
-            return self.insert_rows(conn, rows)
+            return self.insert_rows(conn, batch)
 
     def count(self, task: str | None = None) -> int:
         stmt = select(func.count()).select_from(RUNS)

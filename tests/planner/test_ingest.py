@@ -156,6 +156,19 @@ def test_optional_columns_round_trip(sqlite_db: Database, tmp_path: Path) -> Non
     assert out.loc["q0", "tenant"] == "acme" and out.loc["q0", "cost_usd"] == pytest.approx(0.002)
 
 
+def test_prompts_read_back_per_run_across_chunks(db: Database, tmp_path: Path) -> None:
+    """Every chunk stores its queries' first prompts; a later chunk repeating a query with other prompts
+    keeps those on its runs (and blanks only the ones equal to the stored prompt)."""
+    prompts = ["A", "A", "B", None, "B", "A", "C", "A"]  # one query, chunks of 3: [A A B] [- B A] [C A]
+    frame = pd.DataFrame(
+        {"query_id": "q", "model": [f"m{i}" for i in range(8)], "correct": 1, "question": prompts}
+    )
+    import_file(_write(frame, tmp_path / "runs.csv"), db, MAPPING, chunk_size=3)
+    got = {r["model"]: r["prompt"] for r in RunStore(db).query(limit=100)}
+    assert got == {f"m{i}": "A" if p is None else p for i, p in enumerate(prompts)}
+    assert import_file(tmp_path / "runs.csv", db, MAPPING, chunk_size=5).inserted == 0
+
+
 def test_mapping_and_defaults(sqlite_db: Database, tmp_path: Path) -> None:
     frame = _frame(4).drop(columns="task").rename(columns={"query_id": "id", "correct": "ok"})
     path = _write(frame, tmp_path / "runs.csv")

@@ -127,6 +127,35 @@ def test_prompts_are_stored_once_per_query_and_read_back_on_every_run(db: Databa
     assert (queries, kept) == (3, 1)
 
 
+def test_a_batch_whose_first_prompt_differs_from_the_stored_one_keeps_its_own(db: Database) -> None:
+    """The insert blanks prompts equal to the batch's first one of their query; when that first one is not
+    the stored prompt, runs repeating it must keep it and only runs equal to the stored one are blanked."""
+    store = RunStore(db)
+    store.add_batch([_record("q1", prompt="Stored.")])
+    batch = [
+        _record("q1", model="m2", prompt="New."),
+        _record("q1", model="m3", prompt="New."),
+        _record("q1", model="m4", prompt="Stored."),
+        _record("q1", model="m5"),
+        _record("q2", model="m2", prompt="Fresh."),
+        _record("q2", model="m3", prompt="Fresh."),
+    ]
+    assert store.add_batch(batch) == 6
+    got = {(r["query_id"], r["model"]): r["prompt"] for r in store.query(limit=100)}
+    assert got == {
+        ("q1", "m1"): "Stored.",
+        ("q1", "m2"): "New.",
+        ("q1", "m3"): "New.",
+        ("q1", "m4"): "Stored.",
+        ("q1", "m5"): "Stored.",  # no prompt of its own: reads its query's
+        ("q2", "m2"): "Fresh.",
+        ("q2", "m3"): "Fresh.",
+    }
+    with db.engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT model FROM runs WHERE prompt IS NOT NULL ORDER BY model"))
+        assert [m for (m,) in kept] == ["m2", "m3"]
+
+
 def test_migration_from_0001_moves_prompts_into_queries_and_back(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
     upgrade(db.engine, "0001")

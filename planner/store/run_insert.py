@@ -1,0 +1,233 @@
+"""Bulk insert of historical runs: a column batch in, one driver-level executemany per table out.
+
+`RunBatch` holds validated runs column by column (object arrays, `None` for missing) in `STORED_COLUMNS`.
+`encode(batch, dialect)` turns it into two driver statements with their parameter tuples; it touches no
+database, so the import builds the next chunk's in its worker thread while the database inserts this one.
+`insert_encoded` runs them in the caller's transaction:
+1. `queries`: the first prompt of each (task, query_id) in the batch, `ON CONFLICT DO NOTHING` (first one
+   stored wins);
+2. `runs`: `ON CONFLICT DO NOTHING` on the idempotency key (task, query_id, model, strategy, target,
+   sample_index); a run keeps its own prompt only when it differs from its query's stored one (see
+   `planner.store.runs`): `encode` blanks the prompts equal to the batch's first prompt of their query, which
+   is exactly that whenever the first prompt is the stored one; `insert_encoded` checks and, in the rare
+   other case, compares with the stored prompts itself.
+SQLite (>= 3.24) and PostgreSQL understand the same SQL; only the parameter marks differ.
+
+Speed: the statement names only the columns that hold a value somewhere in the batch (an all-missing
+column is left to its NULL default instead of binding one NULL per row), parameters are plain tuples built
+column-wise in C (`zip` over lists), and they go straight to the DBAPI's `executemany` (SQLAlchemy's
+per-row parameter processing costs more than SQLite's insert itself). The only conversion SQLAlchemy would
+have done is the `DateTime` one on SQLite (text in UTC, in its format); it is done here the same way, so
+readers see the same values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, select, tuple_
+
+from planner.store.tables import QueryRow, RunRow
+
+RUNS = RunRow.__table__  # type: ignore[attr-defined]
+QUERIES = QueryRow.__table__  # type: ignore[attr-defined]
+
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "query_id", "task", "prompt", "prompt_chars", "output_chars", "tags", "features", "model", "tier",
+    "strategy", "strategy_params", "target", "sample_index", "correct", "score", "input_tokens",
+    "output_tokens", "cost_usd", "latency_s", "energy_j", "timestamp", "tenant",
+)  # fmt: skip
+"""The run columns of the shared import schema, in the order `load_frame` returns them."""
+
+STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
+JSON_COLUMNS = ("features", "strategy_params")
+_DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": "", "sample_index": 0,
+                             "tenant": "default"}  # fmt: skip
+_KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """Validated runs, column by column: every `STORED_COLUMNS` name -> an object array (None = missing)."""
+
+    columns: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        lengths = {len(v) for v in self.columns.values()}
+        missing = set(STORED_COLUMNS) - set(self.columns)
+        if missing or len(lengths) > 1:
+            raise ValueError(
+                f"a RunBatch needs equal-length columns {STORED_COLUMNS}; got {dict(self.columns)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.columns[STORED_COLUMNS[0]])
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RunBatch:
+        """A batch from canonical records: defaults filled, tier defaulting to the model name, score to
+        correct, JSON fields serialised (canonical `json.dumps(..., sort_keys=True)`)."""
+        rows = [_with_defaults(r) for r in records]
+        columns = {}
+        for i, name in enumerate(STORED_COLUMNS):
+            col = np.empty(len(rows), dtype=object)
+            col[:] = [r[i] for r in rows]
+            columns[name] = col
+        return cls(columns)
+
+
+def _with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    row = {c: record.get(c) for c in STORED_COLUMNS}
+    for key, value in _DEFAULTS.items():
+        if row[key] is None:
+            row[key] = value
+    if row["tier"] is None:
+        row["tier"] = row["model"]
+    if row["score"] is None and row["correct"] is not None:
+        row["score"] = float(row["correct"])
+    for key in JSON_COLUMNS:
+        if isinstance(row[key], Mapping):
+            row[key] = json.dumps(row[key], sort_keys=True)
+    return tuple(row[c] for c in STORED_COLUMNS)
+
+
+def _present(column: np.ndarray) -> np.ndarray:
+    return np.asarray(pd.notna(column), dtype=bool)
+
+
+def _sqlite_time(value: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text format, in UTC (what the DateTime type reads back)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One driver-level statement and its executemany parameter tuples."""
+
+    sql: str
+    params: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A `RunBatch` turned into driver statements for one dialect (`encode`); `insert_encoded` runs them.
+
+    `runs` binds a prompt only where it differs from the batch's first prompt of its query (`queries`), which
+    is right whenever that first prompt is the one stored; `columns` (the batch's, after dialect conversion)
+    serve the rare other case (see `insert_encoded`)."""
+
+    dialect: str
+    rows: int
+    queries: Statement | None
+    runs: Statement
+    columns: Mapping[str, np.ndarray]
+
+
+def _tuples(columns: Sequence[np.ndarray]) -> list[tuple[Any, ...]]:
+    return list(zip(*(c.tolist() for c in columns), strict=True))
+
+
+def _mark(dialect: str) -> str:
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def _insert_sql(table: str, names: Sequence[str], dialect: str) -> str:
+    marks = ", ".join([_mark(dialect)] * len(names))
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+def _keyed_prompts(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({k: columns[k] for k in ("task", "query_id", "prompt")}, dtype=object)
+
+
+def _runs_statement(columns: Mapping[str, np.ndarray], prompt: np.ndarray, dialect: str) -> Statement:
+    """The `runs` insert over the columns that hold a value somewhere, with `prompt` as the prompt column."""
+    columns = {**columns, "prompt": prompt}
+    names = [n for n in STORED_COLUMNS if _present(columns[n]).any()]
+    return Statement(_insert_sql(RUNS.name, names, dialect), _tuples([columns[n] for n in names]))
+
+
+def _blank_where_equal(prompt: np.ndarray, reference: pd.Series) -> np.ndarray:
+    """`prompt` with None where it equals `reference` (aligned by position; NaN never equals)."""
+    same = np.asarray(reference.to_numpy(dtype=object) == prompt, dtype=bool)
+    out = prompt.copy()
+    out[same] = None
+    return out
+
+
+def encode(batch: RunBatch, dialect: str) -> EncodedBatch:
+    """Driver statements for `batch` on `dialect` (`sqlite` or `postgresql`); pure (no database), so a worker
+    thread can build the next batch's while the database inserts this one."""
+    columns = dict(batch.columns)
+    ts = columns["timestamp"]
+    present = _present(ts)
+    if dialect == "sqlite" and present.any():
+        ts = ts.copy()
+        ts[present] = [_sqlite_time(v) for v in ts[present]]
+        columns["timestamp"] = ts
+    prompt = columns["prompt"]
+    queries = None
+    if _present(prompt).any():
+        frame = _keyed_prompts(columns)
+        first = frame.groupby(["task", "query_id"], sort=False)["prompt"].transform("first")
+        prompt = _blank_where_equal(prompt, first)
+        firsts = frame[frame["prompt"].notna()].drop_duplicates(["task", "query_id"])
+        params = _tuples([firsts[k].to_numpy() for k in firsts.columns])
+        queries = Statement(_insert_sql(QUERIES.name, list(firsts.columns), dialect), params)
+    return EncodedBatch(dialect, len(batch), queries, _runs_statement(columns, prompt, dialect), columns)
+
+
+def _execute(conn: Connection, statement: Statement) -> int:
+    if not statement.params:
+        return 0
+    result = conn.exec_driver_sql(statement.sql, statement.params)  # type: ignore[arg-type]
+    return max(int(result.rowcount), 0)
+
+
+def _stored_prompts(conn: Connection, keys: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    found: list[tuple[str, str, str]] = []
+    q = QUERIES.c
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        part = keys[start : start + _KEYS_PER_SELECT]
+        stmt = select(q.task, q.query_id, q.prompt).where(tuple_(q.task, q.query_id).in_(part))
+        found.extend((t, i, p) for t, i, p in conn.execute(stmt))
+    return pd.DataFrame(found, columns=["task", "query_id", "stored"], dtype=object)
+
+
+def insert_encoded(conn: Connection, batch: EncodedBatch) -> int:
+    """Run an encoded batch on an open connection (the caller's transaction); returns how many runs were new.
+
+    The batch's first prompt of each query goes into `queries` (existing ones are kept). When every one of
+    them is now the stored prompt (always so for new queries), the encoded runs statement is right as it is.
+    Otherwise (a query stored earlier with another prompt) each run's prompt is compared with its query's
+    stored one here, and kept only where it differs.
+    """
+    if batch.dialect != conn.dialect.name:
+        raise ValueError(f"batch encoded for {batch.dialect!r}, connection is {conn.dialect.name!r}")
+    if batch.queries is None:
+        return _execute(conn, batch.runs)
+    firsts = batch.queries.params
+    if _execute(conn, batch.queries) == len(firsts):
+        return _execute(conn, batch.runs)
+    keys = [(t, i) for t, i, _ in firsts]
+    stored = _stored_prompts(conn, keys)
+    if len(stored) == len(firsts) and {(t, i, p) for t, i, p in stored.itertuples(index=False)} == set(
+        firsts
+    ):
+        return _execute(conn, batch.runs)
+    frame = _keyed_prompts(batch.columns).merge(stored, how="left", on=["task", "query_id"])
+    prompt = _blank_where_equal(batch.columns["prompt"], frame["stored"])
+    return _execute(conn, _runs_statement(batch.columns, prompt, batch.dialect))
+
+
+def insert_batch(conn: Connection, batch: RunBatch) -> int:
+    """Insert a batch on an open connection (the caller's transaction); returns how many runs were new."""
+    return insert_encoded(conn, encode(batch, conn.dialect.name))
