@@ -11,7 +11,8 @@
   shared machine than wall-clock throughput): server-bound throughput ratio = echo CPU / Route CPU.
 - In-process decision time (no gRPC): `OnlineRouter.route` on one query (p50/p99) and per query in a batch.
 
-Usage: python bench/route_rpc.py [--calls 3000] [--rounds 3] [--concurrency 32] [--dry-run] [--json]
+Usage: python bench/route_rpc.py [--calls 3000] [--rounds 3] [--concurrency 32] [--dry-run]
+                                 [--predictor prior|difficulty] [--json]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _serve(url: str, ready: Any, stop: Any) -> None:
+def _serve(url: str, ready: Any, stop: Any, predictor: str = "prior") -> None:
     from planner.catalog import load_catalog
     from planner.demo import seed_demo
     from planner.logging import configure_logging
@@ -59,7 +60,13 @@ def _serve(url: str, ready: Any, stop: Any) -> None:
         settings = Settings(database_url=url, address="127.0.0.1:0", log_level="WARNING")
         configure_logging(settings)
         db = Database(url)
-        seed_demo(db, load_catalog(), n_queries=300)
+        catalog = load_catalog()
+        seed_demo(db, catalog, n_queries=300)
+        if predictor == "difficulty":  # the learned predictor, trained on the demo history and promoted
+            from planner.predictors.lifecycle import TrainConfig, promote_version, train_predictor
+
+            trained = train_predictor(db, TrainConfig.create(kind="difficulty"), catalog.run_name_map())
+            promote_version(db, trained.version.version)
         server, port = await create_server("127.0.0.1:0", settings, db=db)
         ready.put(port)
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
@@ -170,12 +177,14 @@ def _in_process(n_single: int, batch: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def run(calls: int, rounds: int, concurrency: int, dry_run: bool = False) -> dict[str, Any]:
+def run(
+    calls: int, rounds: int, concurrency: int, dry_run: bool = False, predictor: str = "prior"
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         ready, stop, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        server = ctx.Process(target=_serve, args=(url, ready, stop))
+        server = ctx.Process(target=_serve, args=(url, ready, stop, predictor))
         server.start()
         try:
             port = ready.get(timeout=300)
@@ -199,6 +208,7 @@ def run(calls: int, rounds: int, concurrency: int, dry_run: bool = False) -> dic
     return {
         "calls_per_round": calls,
         "dry_run": dry_run,
+        "predictor": predictor,
         "rounds": rounds,
         "concurrency": concurrency,
         "echo_calls_per_s": statistics.median(echo),
@@ -226,9 +236,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--dry-run", action="store_true", help="Route without ledger charge and audit")
+    parser.add_argument(
+        "--predictor",
+        choices=("prior", "difficulty"),
+        default="prior",
+        help="active predictor: per-tier prior (demo default) or a DifficultyPredictor trained on the demo",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    res = run(args.calls, args.rounds, args.concurrency, args.dry_run)
+    res = run(args.calls, args.rounds, args.concurrency, args.dry_run, args.predictor)
     if args.json:
         print(json.dumps(res))
         return
