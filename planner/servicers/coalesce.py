@@ -20,7 +20,8 @@ from planner.errors import InvalidArgumentError, PlannerError
 
 if TYPE_CHECKING:
     from models.api import Query
-    from planner.online import CallOptions, Decision, OnlineRouter
+    from planner.decision import Decision
+    from planner.online import CallOptions, OnlineRouter
 
 Outcome: TypeAlias = "Decision | BaseException"
 

@@ -24,9 +24,10 @@ import grpc
 import structlog
 
 from models.api import Query
+from planner.decision import Decision
 from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from planner.governance import AuditWriter, GuardRails
-from planner.online import CallOptions, Decision, OnlineRouter
+from planner.online import CallOptions, OnlineRouter
 from planner.pacing import Budget
 from planner.servicers.coalesce import Coalescer
 from planner.servicers.state import ServiceState
