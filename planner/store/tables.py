@@ -25,6 +25,8 @@ STORE_METADATA = StoreModel.metadata
 
 RUN_KEY = ("task", "query_id", "model", "strategy", "target", "sample_index")
 """The idempotency key of a historical run."""
+RUN_KEY_INDEX_ORDER = ("query_id", "task", "model", "strategy", "target", "sample_index")
+"""`RUN_KEY` in its unique index's column order: query_id first, so the index serves lookups by query_id."""
 
 
 class RunRow(StoreModel, table=True):
@@ -32,11 +34,11 @@ class RunRow(StoreModel, table=True):
 
     __tablename__ = "runs"
     __table_args__ = (
-        sa.UniqueConstraint(*RUN_KEY, name="uq_runs_key"),
-        sa.Index("ix_runs_query_id", "query_id"),
+        sa.UniqueConstraint(*RUN_KEY_INDEX_ORDER, name="uq_runs_key"),
         sa.Index("ix_runs_model", "model"),
         sa.Index("ix_runs_tier", "tier"),
-        # `task` is served by uq_runs_key, whose leading column it is (one index less to maintain on import).
+        # query_id is served by uq_runs_key, whose leading column it is (migration 0003: one index less to
+        # maintain on import); task alone has no index: a task filter selects a whole data set's runs.
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,7 +1,8 @@
 """The store on the production path, PostgreSQL (needs PLANNER_TEST_POSTGRES_URL; CI sets it).
 
-Real server, fresh schema per test: the GSM8K runs imported twice, an all-or-nothing import, and the budget
-ledger shared by several processes (as several server replicas would share it) never overspending.
+Real server, fresh schema per test: the GSM8K runs imported twice, an all-or-nothing import, the budget
+ledger shared by several processes (as several server replicas would share it) never overspending, and the
+runs-key migration (0003) up and down with data.
 The same checks also run on a SQLite file, so the two back ends are held to one behaviour.
 """
 
@@ -15,12 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from planner.errors import ImportRowError
 from planner.ingest import import_file, preset
 from planner.store import Database, Ledger, RunStore, normalise_url
+from planner.store.database import alembic_config, upgrade
+from planner.store.tables import RUN_KEY, RUN_KEY_INDEX_ORDER
 
 PG_URL = os.environ.get("PLANNER_TEST_POSTGRES_URL", "")
 
@@ -94,3 +99,46 @@ def test_ledger_shared_by_processes_never_overspends(store_url: str) -> None:
     spend = Ledger(db).spent("acme", "2026-11-23")
     assert spend.spent_usd == pytest.approx(20.0) and spend.energy_j == pytest.approx(40.0)
     db.dispose()
+
+
+def _key_and_indexes(db: Database) -> tuple[list[str], set[str]]:
+    inspector = sa.inspect(db.engine)
+    (key,) = [
+        u["column_names"] for u in inspector.get_unique_constraints("runs") if u["name"] == "uq_runs_key"
+    ]
+    return key, {str(ix["name"]) for ix in inspector.get_indexes("runs")} - {
+        "uq_runs_key"
+    }  # PostgreSQL lists it
+
+
+def test_migration_0003_rekeys_runs_and_back_keeping_every_row(store_url: str) -> None:
+    """0002 -> 0003 -> 0002 -> head with data: same rows and ids, the key still unique, indexes as stated."""
+    db = Database(store_url, migrate=False)
+    upgrade(db.engine, "0002")
+    records = [
+        _run("q1", "m1"),
+        _run("q1", "m2", prompt="Own."),
+        _run("q2", "m1"),
+        _run("q1", "m1", sample=1),
+    ]
+    assert RunStore(db).add_batch(records) == 4
+    before = RunStore(db).query(limit=10)
+    assert _key_and_indexes(db) == (list(RUN_KEY), {"ix_runs_query_id", "ix_runs_model", "ix_runs_tier"})
+
+    upgrade(db.engine, "0003")
+    assert _key_and_indexes(db) == (list(RUN_KEY_INDEX_ORDER), {"ix_runs_model", "ix_runs_tier"})
+    assert RunStore(db).query(limit=10) == before
+    assert RunStore(db).add_batch(records) == 0  # the key still rejects every duplicate
+
+    command.downgrade(alembic_config(url=db.url), "0002")
+    assert _key_and_indexes(db) == (list(RUN_KEY), {"ix_runs_query_id", "ix_runs_model", "ix_runs_tier"})
+    assert RunStore(db).query(limit=10) == before
+
+    upgrade(db.engine)
+    assert RunStore(db).add_batch([*records, _run("q3", "m1")]) == 1
+    assert RunStore(db).query(limit=10)[:4] == before
+    db.dispose()
+
+
+def _run(query_id: str, model: str, sample: int = 0, prompt: str = "Shared.") -> dict[str, object]:
+    return {"query_id": query_id, "model": model, "sample_index": sample, "correct": 1, "prompt": prompt}
