@@ -74,16 +74,23 @@ def _isnone(arr: np.ndarray) -> np.ndarray:
     return np.asarray(pd.isna(arr), dtype=bool)
 
 
-def _to_float(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Floats with NaN where missing or unparseable: numpy's C cast when every present value converts (the
-    common case), else pandas' element-wise coercion."""
+def _cast_float(values: np.ndarray, missing: np.ndarray) -> np.ndarray | None:
+    """Floats with NaN where missing, by numpy's C cast; None when some present value does not convert."""
     num = np.full(len(values), np.nan)
     present = ~missing
-    if not present.any():
-        return num
-    try:
-        num[present] = values[present].astype(float)
-    except (TypeError, ValueError):
+    if present.any():
+        try:
+            num[present] = values[present].astype(float)
+        except (TypeError, ValueError):
+            return None
+    return num
+
+
+def _to_float(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Floats with NaN where missing or unparseable: the C cast when every present value converts (the
+    common case), else pandas' element-wise coercion."""
+    num = _cast_float(values, missing)
+    if num is None:
         num = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
             dtype=float, na_value=np.nan
         )
@@ -91,12 +98,14 @@ def _to_float(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
 
 
 def _numbers(raw: np.ndarray, spec: ColumnSpec, missing: np.ndarray, problems: _Problems) -> np.ndarray:
-    values = raw
-    if spec.kind is Kind.BINARY:
-        values = np.array(
-            [_BOOL_WORDS.get(v.lower(), v) if isinstance(v, str) else v for v in raw], dtype=object
-        )
-    num = _to_float(values, missing)
+    num = _cast_float(raw, missing)
+    if num is None:
+        values = raw
+        if spec.kind is Kind.BINARY:  # true / false words, only looked for when some value is not a number
+            values = np.array(
+                [_BOOL_WORDS.get(v.lower(), v) if isinstance(v, str) else v for v in raw], dtype=object
+            )
+        num = _to_float(values, missing)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(num)
         problems.add(~missing & ~finite, raw, spec.name, "not a finite number")

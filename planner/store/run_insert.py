@@ -148,6 +148,26 @@ def _keyed_prompts(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({k: columns[k] for k in ("task", "query_id", "prompt")}, dtype=object)
 
 
+def _query_codes(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One integer per (task, query_id) of each row (equal keys, equal codes)."""
+    task_codes, _ = pd.factorize(columns["task"])
+    qid_codes, qids = pd.factorize(columns["query_id"])
+    return np.asarray(task_codes, dtype=np.int64) * max(len(qids), 1) + qid_codes
+
+
+def _first_prompts(columns: Mapping[str, np.ndarray], has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows holding the first prompt of their query, each row's query's first prompt or None)."""
+    codes = _query_codes(columns)
+    with_prompt = np.flatnonzero(has)
+    unique, at = np.unique(codes[with_prompt], return_index=True)
+    firsts = with_prompt[at]
+    reference = np.empty(len(codes), dtype=object)
+    slot = np.searchsorted(unique, codes).clip(max=len(unique) - 1)
+    known = unique[slot] == codes
+    reference[known] = columns["prompt"][firsts[slot[known]]]
+    return np.sort(firsts), reference
+
+
 def _runs_statement(columns: Mapping[str, np.ndarray], prompt: np.ndarray, dialect: str) -> Statement:
     """The `runs` insert over the columns that hold a value somewhere, with `prompt` as the prompt column."""
     columns = {**columns, "prompt": prompt}
@@ -155,9 +175,9 @@ def _runs_statement(columns: Mapping[str, np.ndarray], prompt: np.ndarray, diale
     return Statement(_insert_sql(RUNS.name, names, dialect), _tuples([columns[n] for n in names]))
 
 
-def _blank_where_equal(prompt: np.ndarray, reference: pd.Series) -> np.ndarray:
-    """`prompt` with None where it equals `reference` (aligned by position; NaN never equals)."""
-    same = np.asarray(reference.to_numpy(dtype=object) == prompt, dtype=bool)
+def _blank_where_equal(prompt: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`prompt` with None where it equals `reference` (aligned by position; None and NaN never equal)."""
+    same = np.asarray(reference == prompt, dtype=bool) & _present(prompt)
     out = prompt.copy()
     out[same] = None
     return out
@@ -174,14 +194,14 @@ def encode(batch: RunBatch, dialect: str) -> EncodedBatch:
         ts[present] = [_sqlite_time(v) for v in ts[present]]
         columns["timestamp"] = ts
     prompt = columns["prompt"]
+    has = _present(prompt)
     queries = None
-    if _present(prompt).any():
-        frame = _keyed_prompts(columns)
-        first = frame.groupby(["task", "query_id"], sort=False)["prompt"].transform("first")
-        prompt = _blank_where_equal(prompt, first)
-        firsts = frame[frame["prompt"].notna()].drop_duplicates(["task", "query_id"])
-        params = _tuples([firsts[k].to_numpy() for k in firsts.columns])
-        queries = Statement(_insert_sql(QUERIES.name, list(firsts.columns), dialect), params)
+    if has.any():
+        firsts, reference = _first_prompts(columns, has)
+        prompt = _blank_where_equal(prompt, reference)
+        names = ["task", "query_id", "prompt"]
+        params = _tuples([columns[k][firsts] for k in names])
+        queries = Statement(_insert_sql(QUERIES.name, names, dialect), params)
     return EncodedBatch(dialect, len(batch), queries, _runs_statement(columns, prompt, dialect), columns)
 
 
@@ -224,7 +244,7 @@ def insert_encoded(conn: Connection, batch: EncodedBatch) -> int:
     ):
         return _execute(conn, batch.runs)
     frame = _keyed_prompts(batch.columns).merge(stored, how="left", on=["task", "query_id"])
-    prompt = _blank_where_equal(batch.columns["prompt"], frame["stored"])
+    prompt = _blank_where_equal(batch.columns["prompt"], frame["stored"].to_numpy(dtype=object))
     return _execute(conn, _runs_statement(batch.columns, prompt, batch.dialect))
 
 
