@@ -66,12 +66,18 @@ class PriorForecaster(BaseEstimator):
         if not hasattr(self, "tiers_"):  # check_is_fitted's own checks cost more than this forecast
             check_is_fitted(self, "tiers_")
         n = len(queries)
-        ones = np.ones((n, 1))
+        if n == 1:  # the Route hot path: read-only views of the fitted rows, no copies
+            p, p50, p90 = (a[None, :] for a in (self.p_correct_, self.output_p50_, self.output_p90_))
+            for view in (p, p50, p90):
+                view.flags.writeable = False
+        else:
+            ones = np.ones((n, 1))
+            p, p50, p90 = (ones * a[None, :] for a in (self.p_correct_, self.output_p50_, self.output_p90_))
         return Forecast(
             tiers=self.tiers_,
-            p_correct=ones * self.p_correct_[None, :],
-            output_tokens_p50=ones * self.output_p50_[None, :],
-            output_tokens_p90=ones * self.output_p90_[None, :],
+            p_correct=p,
+            output_tokens_p50=p50,
+            output_tokens_p90=p90,
             input_tokens=np.array([q.input_tokens for q in queries], dtype=float),
         )
 

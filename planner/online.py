@@ -245,18 +245,18 @@ class OnlineRouter:
         """Charge every chosen option to the lease (topping it up first when needed); rows no lease covers
         fall back to the best option that fits, and if none fits the whole batch is refunded and refused."""
         rows = np.arange(len(chosen))
-        usd, joules = arrays.usd[rows, chosen], arrays.energy_j[rows, chosen]
-        if not pacer.covers(float(usd.sum()), float(joules.sum())):
-            await self._refill(pacer, float(usd.sum()), float(joules.sum()))
+        usd: list[float] = arrays.usd[rows, chosen].tolist()
+        joules: list[float] = arrays.energy_j[rows, chosen].tolist()
+        if not pacer.covers(sum(usd), sum(joules)):
+            await self._refill(pacer, sum(usd), sum(joules))
         charged: list[tuple[float, float]] = []
-        for i in rows:
-            u, j = float(usd[i]), float(joules[i])
+        for i, (u, j) in enumerate(zip(usd, joules, strict=True)):
             ok = pacer.charge(u, j)
             if not ok:
                 await self._refill(pacer, u, j)
                 ok = pacer.charge(u, j)
             if not ok:
-                alt = self._affordable(pacer, arrays, allowed, int(i))
+                alt = self._affordable(pacer, arrays, allowed, i)
                 if alt < 0:
                     for cu, cj in charged:
                         pacer.refund(cu, cj)

@@ -184,6 +184,8 @@ def choose(
 ) -> Choice:
     """The best allowed option per query under `prices` (module docstring); `allowed` is (n, k) or (k,)."""
     n, k = arrays.shape
+    if n == 1:
+        return _choose_one(arrays, allowed.reshape(k), prices, group)
     if allowed.shape != (n, k):
         allowed = np.broadcast_to(allowed, (n, k))
     rows = np.arange(n)
@@ -209,6 +211,35 @@ def choose(
         top_quality=np.where(any_allowed, top, -1),
         gain_per_usd=np.where(any_allowed, gain, 0.0),
     )
+
+
+def _choose_one(
+    arrays: OptionArrays, allowed: np.ndarray, prices: ShadowPrices, group: np.ndarray | None
+) -> Choice:
+    """`choose` for one query (allowed of shape (k,)): the same result with a third of the numpy calls (the
+    Route hot path decides lone calls one at a time)."""
+    q, u = arrays.quality[0], arrays.usd[0]
+    s = q - (prices.usd + TIE_BREAK_PER_USD) * u
+    if prices.energy_kwh > 0:
+        s = s - (prices.energy_kwh / J_PER_KWH) * arrays.energy_j[0]
+    s = np.where(allowed, s, -np.inf)
+    c = int(s.argmax())
+    if not allowed[c]:
+        none = np.array([-1])
+        return Choice(none, none, none, np.zeros(1))
+    if prices.usd == 0 and prices.energy_kwh == 0:
+        top = c
+    else:
+        top = int(np.where(allowed, q - TIE_BREAK_PER_USD * u, -np.inf).argmax())
+    if group is not None:
+        s[group == group[c]] = -np.inf
+    else:
+        s[c] = -np.inf
+    r = int(s.argmax())
+    dc = u - u[c]
+    up = allowed & (dc > 1e-15)
+    gain = max(float(((q[up] - q[c]) / dc[up]).max()), 0.0) if up.any() else 0.0
+    return Choice(np.array([c]), np.array([r if s[r] > -np.inf else -1]), np.array([top]), np.array([gain]))
 
 
 def best(arrays: OptionArrays, allowed: np.ndarray, prices: ShadowPrices) -> np.ndarray:

@@ -108,6 +108,28 @@ def test_choose_is_the_argmax_of_the_priced_score(
     assert np.all(arrays.quality[rows, choice.top_quality[rows]] >= arrays.quality[rows, choice.chosen[rows]])
 
 
+@settings(deadline=None)
+@given(
+    lam=st.sampled_from([0.0, 1e-3, 10.0, 1e4]),
+    mu=st.sampled_from([0.0, 0.5]),
+    seed=st.integers(0, 2**16),
+    density=st.floats(0.0, 1.0),
+    grouped=st.booleans(),
+)
+def test_one_query_path_equals_the_batch_path(
+    pricer: FastPricer, lam: float, mu: float, seed: int, density: float, grouped: bool
+) -> None:
+    arrays = pricer.price(forecast(pricer.options.forecast_tiers, 5, seed))
+    allowed = np.random.default_rng(seed).random(arrays.shape) < density
+    prices, group = ShadowPrices(lam, mu), pricer.group if grouped else None
+    batch = choose(arrays, allowed, prices, group)
+    for i in range(5):
+        one = choose(arrays.take(slice(i, i + 1)), allowed[i : i + 1], prices, group)
+        assert one.chosen[0] == batch.chosen[i] and one.runner_up[0] == batch.runner_up[i]
+        assert one.top_quality[0] == batch.top_quality[i]
+        assert one.gain_per_usd[0] == pytest.approx(batch.gain_per_usd[i], rel=1e-12, abs=1e-15)
+
+
 def test_zero_price_picks_best_quality_cheapest_on_ties(pricer: FastPricer) -> None:
     arrays = pricer.price(forecast(pricer.options.forecast_tiers, 8))
     allowed = np.ones(arrays.shape, bool)
