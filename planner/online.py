@@ -110,16 +110,19 @@ class OnlineRouter:
         arrays = self.pricer.price(self.forecaster.forecast(queries))
         input_tokens = np.array([q.input_tokens for q in queries], float)
         tenants = [q.tenant or "default" for q in queries]
-        out: list[Decision | None] = [None] * len(queries)
-        for tenant in dict.fromkeys(tenants):
-            rows = np.array([i for i, t in enumerate(tenants) if t == tenant], np.intp)
-            sub = arrays if len(rows) == len(queries) else arrays.take(rows)
-            decided = await self._route_tenant(
-                tenant, [queries[i] for i in rows], sub, input_tokens[rows], call, now
-            )
-            for i, d in zip(rows, decided, strict=True):
-                out[i] = d
-        decisions = [d for d in out if d is not None]
+        names = dict.fromkeys(tenants)
+        if len(names) == 1:  # one tenant (the usual case): no regrouping
+            decisions = await self._route_tenant(tenants[0], list(queries), arrays, input_tokens, call, now)
+        else:
+            out: list[Decision | None] = [None] * len(queries)
+            for tenant in names:
+                rows = np.array([i for i, t in enumerate(tenants) if t == tenant], np.intp)
+                decided = await self._route_tenant(
+                    tenant, [queries[i] for i in rows], arrays.take(rows), input_tokens[rows], call, now
+                )
+                for i, d in zip(rows, decided, strict=True):
+                    out[i] = d
+            decisions = [d for d in out if d is not None]
         if self.audit is not None and not call.dry_run:
             self.audit.submit(decisions)  # `Decision.to_record` runs on the audit writer's thread
         self._maintain()
@@ -194,9 +197,9 @@ class OnlineRouter:
             self._rails[(tenant, call.rails)] = rails
         budget = call.budget or (Budget.from_tenant(t) if t is not None else Budget())
         masks, allowed = self._masks(rails, arrays, inp)
-        empty = ~allowed.any(axis=1)
-        if empty.any():
-            row = int(np.argmax(empty))
+        some = allowed.any(axis=1)
+        if not some.all():
+            row = int(np.argmin(some))
             raise InfeasibleError(
                 f"query {queries[row].query_id!r}: no option passes the guard rails "
                 f"({', '.join(v.field for v in empty_reason(masks, row))})"

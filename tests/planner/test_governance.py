@@ -92,6 +92,21 @@ def test_routed_decisions_obey_tenant_and_request_rails(parts: Parts) -> None:
         assert d.latency_p90_s <= tenant.latency_slo_s and d.option.target in targets
 
 
+def test_a_mixed_tenant_batch_applies_each_tenants_rails_in_order(parts: Parts) -> None:
+    catalog = parts[0]
+    search = catalog.tenant("search")
+    tenants = ["default", "search", "batch-analytics", "search", "default", "search"]
+    qs = [q(i, t, 60 * i + 30) for i, t in enumerate(tenants)]
+    decided = route(router(parts), qs)
+    assert [d.query_id for d in decided] == [x.query_id for x in qs]
+    assert [d.tenant for d in decided] == tenants
+    for d in decided:
+        if d.tenant == "search":
+            assert d.usd <= search.max_spend_per_query_usd and d.option.samples <= search.max_samples_per_query
+    alone = route(router(parts), [qs[1]])[0]  # a query's decision does not depend on its batch-mates
+    assert (alone.option, alone.usd) == (decided[1].option, decided[1].usd)
+
+
 def test_no_option_left_is_infeasible_naming_the_rail(parts: Parts) -> None:
     with pytest.raises(InfeasibleError, match="max_latency_s"):
         route(router(parts), [q()], CallOptions(rails=GuardRails(max_latency_s=1e-9)))
