@@ -47,21 +47,25 @@ class Coalescer:
         self.batches = 0
         self.decided = 0
 
-    async def decide(self, router: OnlineRouter, query: Query, call: CallOptions) -> Decision:
+    async def decide(
+        self, router: OnlineRouter, query: Query, call: CallOptions, max_wait_s: float | None = None
+    ) -> Decision:
+        """The call's decision. `max_wait_s`: the most this call may wait for company if it leads a batch
+        (the handler passes what its deadline leaves beyond the time to decide)."""
         batch = self._open.get(call)
         if batch is not None and len(batch) < self.max_batch:
             future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
             batch.append((query, future))
             return await future
-        return await self._lead(router, query, call)
+        return await self._lead(router, query, call, self.wait_s if max_wait_s is None else max_wait_s)
 
-    async def _lead(self, router: OnlineRouter, query: Query, call: CallOptions) -> Decision:
+    async def _lead(self, router: OnlineRouter, query: Query, call: CallOptions, wait_s: float) -> Decision:
         loop = asyncio.get_running_loop()
         batch: list[tuple[Query, asyncio.Future[Decision] | None]] = [(query, None)]
         self._open[call] = batch
         busy = self._mean_size > 1.05 and loop.time() - self._last_flush < self.busy_s
         try:
-            await asyncio.sleep(self.wait_s if busy else 0)
+            await asyncio.sleep(max(0.0, min(self.wait_s, wait_s)) if busy else 0)
         except asyncio.CancelledError:
             self._close(call, batch)
             if len(batch) > 1:  # the followers still need their decisions

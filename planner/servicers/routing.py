@@ -322,7 +322,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         if bad:
             raise InvalidArgumentError("invalid RouteRequest", bad)
         router = await self.router(context)
-        decision = await self.coalescer.decide(router, query, call)
+        wait = self.state.time_budget(context) - MIN_DECIDE_S  # never wait for company past the deadline
+        decision = await self.coalescer.decide(router, query, call, max_wait_s=wait)
         return routing_pb2.RouteResponse(decision=decision_to_proto(decision))
 
     async def RouteBatch(

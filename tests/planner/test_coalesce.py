@@ -62,3 +62,12 @@ async def test_a_cancelled_leader_still_decides_for_its_followers(parts) -> None
 def test_rejects_bad_settings() -> None:
     with pytest.raises(InvalidArgumentError, match="max_batch"):
         Coalescer(max_batch=0)
+
+
+async def test_a_leader_never_waits_for_company_past_its_deadline(parts) -> None:  # type: ignore[no-untyped-def]
+    router = make_router(parts, MemoryLedger(), [T0])
+    co = Coalescer(wait_s=30.0, busy_s=3600.0)  # once busy, a leader would wait 30 s for company
+    await asyncio.gather(*(co.decide(router, q, CALL) for q in queries(8)))  # a big batch: now "busy"
+    alone = queries(1, start=50)[0]
+    decided = await asyncio.wait_for(co.decide(router, alone, CALL, max_wait_s=0.0), timeout=10)
+    assert decided.query_id == alone.query_id
