@@ -71,7 +71,10 @@ def _raw(frame: pd.DataFrame, spec: ColumnSpec, ctx: ChunkContext) -> np.ndarray
 
 
 def _isnone(arr: np.ndarray) -> np.ndarray:
-    return np.asarray(pd.isna(arr), dtype=bool)
+    """Where the value is None (missing, as `_raw` and the parsers write it: NaN and pd.NA became None)."""
+    if arr.dtype != object:
+        return np.asarray(pd.isna(arr), dtype=bool)
+    return np.asarray(arr == None, dtype=bool)  # noqa: E711 (element-wise on an object array)
 
 
 def _cast_float(values: np.ndarray, missing: np.ndarray) -> np.ndarray | None:

@@ -98,7 +98,7 @@ def _with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _present(column: np.ndarray) -> np.ndarray:
-    return np.asarray(pd.notna(column), dtype=bool)
+    return np.asarray(column != None, dtype=bool)  # noqa: E711 (element-wise on an object array)
 
 
 def _sqlite_time(value: datetime) -> str:
