@@ -32,7 +32,7 @@ def _mean_top_k(sim: np.ndarray, ease: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NeighbourEase:
-    """Unit-normalised features and ease of the banked training queries, and k."""
+    """Unit-normalised features (float32) and ease of the banked training queries, and k."""
 
     bank: np.ndarray
     ease: np.ndarray
@@ -41,7 +41,8 @@ class NeighbourEase:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Mean ease of the k most cosine-similar banked queries, per row of `x` (similarities in float32:
         half the memory traffic of the (rows x bank) matrix)."""
-        sim = _unit(x).astype(np.float32) @ self.bank.T.astype(np.float32)
+        bank = self.bank if self.bank.dtype == np.float32 else self.bank.astype(np.float32)  # older artifacts
+        sim = _unit(x).astype(np.float32) @ bank.T
         return _mean_top_k(sim, self.ease, self.k)
 
 
@@ -49,7 +50,8 @@ def build_bank(x: np.ndarray, ease: np.ndarray, k: int, seed: int = 0) -> Neighb
     rows = np.arange(len(x))
     if len(rows) > MAX_BANK:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=MAX_BANK, replace=False))
-    return NeighbourEase(bank=_unit(x[rows]), ease=np.asarray(ease[rows], dtype=float), k=k)
+    bank = _unit(x[rows]).astype(np.float32)  # stored as float32: `predict` multiplies in float32
+    return NeighbourEase(bank=bank, ease=np.asarray(ease[rows], dtype=float), k=k)
 
 
 def oof_neighbour_ease(x: np.ndarray, ease: np.ndarray, fold: np.ndarray, k: int) -> np.ndarray:
