@@ -49,7 +49,12 @@ STORED_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "source")
 JSON_COLUMNS = ("features", "strategy_params")
 _DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": "", "sample_index": 0,
                              "tenant": "default"}  # fmt: skip
-_KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
+_COPY_MIN_ROWS = 1_000  # PostgreSQL batches at least this big are inserted through COPY
+_KEYS_PER_SELECT = 500
+_STAGED_COLUMNS = {
+    RUNS.name: STORED_COLUMNS,
+    QUERIES.name: ("task", "query_id", "prompt"),
+}  # (task, query_id) pairs per lookup: well under every driver's parameter limit
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,18 @@ def _sqlite_time(value: datetime) -> str:
 
 @dataclass(frozen=True)
 class Statement:
-    """One driver-level statement and its executemany parameter tuples."""
+    """An insert of parameter tuples into `columns` of `table` that skips rows whose key exists."""
 
-    sql: str
+    dialect: str
+    table: str
+    columns: tuple[str, ...]
     params: list[tuple[Any, ...]]
+
+    @property
+    def sql(self) -> str:
+        marks = ", ".join([_mark(self.dialect)] * len(self.columns))
+        names = ", ".join(self.columns)
+        return f"INSERT INTO {self.table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
 @dataclass(frozen=True)
@@ -137,11 +150,6 @@ def _tuples(columns: Sequence[np.ndarray]) -> list[tuple[Any, ...]]:
 
 def _mark(dialect: str) -> str:
     return "?" if dialect == "sqlite" else "%s"
-
-
-def _insert_sql(table: str, names: Sequence[str], dialect: str) -> str:
-    marks = ", ".join([_mark(dialect)] * len(names))
-    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
 def _keyed_prompts(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -172,7 +180,7 @@ def _runs_statement(columns: Mapping[str, np.ndarray], prompt: np.ndarray, diale
     """The `runs` insert over the columns that hold a value somewhere, with `prompt` as the prompt column."""
     columns = {**columns, "prompt": prompt}
     names = [n for n in STORED_COLUMNS if _present(columns[n]).any()]
-    return Statement(_insert_sql(RUNS.name, names, dialect), _tuples([columns[n] for n in names]))
+    return Statement(dialect, RUNS.name, tuple(names), _tuples([columns[n] for n in names]))
 
 
 def _blank_where_equal(prompt: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -201,15 +209,45 @@ def encode(batch: RunBatch, dialect: str) -> EncodedBatch:
         prompt = _blank_where_equal(prompt, reference)
         names = ["task", "query_id", "prompt"]
         params = _tuples([columns[k][firsts] for k in names])
-        queries = Statement(_insert_sql(QUERIES.name, names, dialect), params)
+        queries = Statement(dialect, QUERIES.name, tuple(names), params)
     return EncodedBatch(dialect, len(batch), queries, _runs_statement(columns, prompt, dialect), columns)
 
 
 def _execute(conn: Connection, statement: Statement) -> int:
+    """Run an insert; returns how many rows were new. Big PostgreSQL batches go through COPY."""
     if not statement.params:
         return 0
+    if statement.dialect == "postgresql" and len(statement.params) >= _COPY_MIN_ROWS:
+        return _copy_insert(conn, statement)
     result = conn.exec_driver_sql(statement.sql, statement.params)  # type: ignore[arg-type]
     return max(int(result.rowcount), 0)
+
+
+def _copy_insert(conn: Connection, statement: Statement) -> int:
+    """PostgreSQL: COPY the rows into a temporary table of the same column types (dropped at commit), then
+    `INSERT ... SELECT ... ORDER BY` row number `ON CONFLICT DO NOTHING`, so ids follow the batch's order
+    and existing keys are skipped as by the plain insert (psycopg's executemany: ~40 us of Python a row)."""
+    names = ", ".join(statement.columns)
+    staging = f"{statement.table}_import"
+    every = ", ".join(_STAGED_COLUMNS[statement.table])
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
+            f"SELECT {every}, 0::bigint AS row_number FROM {statement.table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {staging} ({names}, row_number) FROM STDIN") as copy:
+            for number, row in enumerate(statement.params):
+                copy.write_row((*row, number))
+        cursor.execute(
+            f"INSERT INTO {statement.table} ({names}) SELECT {names} FROM {staging} ORDER BY row_number "
+            "ON CONFLICT DO NOTHING"
+        )
+        inserted = max(int(cursor.rowcount), 0)
+        cursor.execute(f"TRUNCATE {staging}")
+    finally:
+        cursor.close()
+    return inserted
 
 
 def _stored_prompts(conn: Connection, keys: Sequence[tuple[str, str]]) -> pd.DataFrame:

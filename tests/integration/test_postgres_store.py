@@ -142,3 +142,19 @@ def test_migration_0003_rekeys_runs_and_back_keeping_every_row(store_url: str) -
 
 def _run(query_id: str, model: str, sample: int = 0, prompt: str = "Shared.") -> dict[str, object]:
     return {"query_id": query_id, "model": model, "sample_index": sample, "correct": 1, "prompt": prompt}
+
+
+def test_a_big_batch_keeps_its_order_and_skips_every_existing_key(store_url: str) -> None:
+    """Batches of 1,000+ rows take PostgreSQL's COPY path: the same answers as the row-by-row insert."""
+    db = Database(store_url)
+    store = RunStore(db)
+    assert store.add_batch([_run("q5", "m"), _run("q7", "m", prompt="Other.")]) == 2
+    batch = [_run(f"q{i}", "m") for i in range(1_500)] + [_run("q3", "m"), _run("q3", "m", sample=1)]
+    assert store.add_batch(batch) == 1_499  # q5 and q7 exist; the extra q3 sample 0 is a repeat
+    rows = store.query(limit=2_000)
+    assert [r["query_id"] for r in rows] == ["q5", "q7"] + [
+        f"q{i}" for i in range(1_500) if i not in (5, 7)
+    ] + ["q3"]
+    assert {r["prompt"] for r in rows if r["query_id"] != "q7"} == {"Shared."}
+    assert store.add_batch(batch) == 0
+    db.dispose()
