@@ -1,4 +1,4 @@
-"""Bulk insert of historical runs: a column batch in, one driver-level executemany per table out.
+"""Bulk insert of historical runs: a column batch in, one driver-level bulk insert per table out.
 
 `RunBatch` holds validated runs column by column (object arrays, `None` for missing) in `STORED_COLUMNS`.
 `encode(batch, dialect)` turns it into two driver statements with their parameter tuples; it touches no
@@ -11,7 +11,8 @@ database, so the import builds the next chunk's in its worker thread while the d
    `planner.store.runs`): `encode` blanks the prompts equal to the batch's first prompt of their query, which
    is exactly that whenever the first prompt is the stored one; `insert_encoded` checks and, in the rare
    other case, compares with the stored prompts itself.
-SQLite (>= 3.24) and PostgreSQL understand the same SQL; only the parameter marks differ.
+SQLite (>= 3.24) and PostgreSQL understand the same SQL; only the parameter marks differ. On PostgreSQL a
+batch of `_COPY_MIN_ROWS` or more goes through COPY into a temporary staging table instead (`_copy_insert`).
 
 Speed: the statement names only the columns that hold a value somewhere in the batch (an all-missing
 column is left to its NULL default instead of binding one NULL per row), parameters are plain tuples built
@@ -50,11 +51,8 @@ JSON_COLUMNS = ("features", "strategy_params")
 _DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": "", "sample_index": 0,
                              "tenant": "default"}  # fmt: skip
 _COPY_MIN_ROWS = 1_000  # PostgreSQL batches at least this big are inserted through COPY
-_KEYS_PER_SELECT = 500
-_STAGED_COLUMNS = {
-    RUNS.name: STORED_COLUMNS,
-    QUERIES.name: ("task", "query_id", "prompt"),
-}  # (task, query_id) pairs per lookup: well under every driver's parameter limit
+_KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
+_STAGED_COLUMNS = {RUNS.name: STORED_COLUMNS, QUERIES.name: ("task", "query_id", "prompt")}
 
 
 @dataclass(frozen=True)
@@ -272,14 +270,10 @@ def insert_encoded(conn: Connection, batch: EncodedBatch) -> int:
         raise ValueError(f"batch encoded for {batch.dialect!r}, connection is {conn.dialect.name!r}")
     if batch.queries is None:
         return _execute(conn, batch.runs)
-    firsts = batch.queries.params
-    if _execute(conn, batch.queries) == len(firsts):
+    if _execute(conn, batch.queries) == len(batch.queries.params):
         return _execute(conn, batch.runs)
-    keys = [(t, i) for t, i, _ in firsts]
-    stored = _stored_prompts(conn, keys)
-    if len(stored) == len(firsts) and {(t, i, p) for t, i, p in stored.itertuples(index=False)} == set(
-        firsts
-    ):
+    stored = _stored_prompts(conn, [(t, i) for t, i, _ in batch.queries.params])
+    if set(stored.itertuples(index=False, name=None)) == set(batch.queries.params):
         return _execute(conn, batch.runs)
     frame = _keyed_prompts(batch.columns).merge(stored, how="left", on=["task", "query_id"])
     prompt = _blank_where_equal(batch.columns["prompt"], frame["stored"].to_numpy(dtype=object))
