@@ -106,8 +106,8 @@ def _import_chunks(
             yield encode(prepare_chunk(frame, chunk.first_row, ctx), db.dialect), chunk
 
     # Read, validate and encode the next chunk (parameter tuples ready for the driver) in a worker thread
-    # while the database inserts this one (the sqlite3 and psycopg drivers release the GIL while the database
-    # works).
+    # while the database inserts this one. This overlaps on PostgreSQL (the server works in its own process);
+    # on SQLite hardly (the sqlite3 module holds the GIL to bind each row), so there the import is CPU-bound.
     with ThreadPoolExecutor(max_workers=1) as pool, db.begin() as conn:
         source = prepared()
         pending = pool.submit(next, source, None)

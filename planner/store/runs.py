@@ -45,7 +45,6 @@ __all__ = [
     "RunStore",
     "TierStats",
 ]
-_JSON_COLUMNS = JSON_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ class RunStore:
         with self.db.engine.connect() as conn:
             out = [dict(r._mapping) for r in conn.execute(stmt)]
         for rec in out:
-            for key in _JSON_COLUMNS:
+            for key in JSON_COLUMNS:
                 if rec[key] is not None:
                     rec[key] = json.loads(rec[key])
         return out
@@ -181,7 +180,7 @@ class RunStore:
         stmt = self._select(flt).order_by(RUNS.c.id)
         with self.db.engine.connect() as conn:
             frame = pd.read_sql(stmt, conn)
-        for key in _JSON_COLUMNS:
+        for key in JSON_COLUMNS:
             frame[key] = [json.loads(v) if isinstance(v, str) else None for v in frame[key]]
         for key in ("prompt_chars", "output_chars", "correct", "input_tokens", "output_tokens"):
             frame[key] = frame[key].astype("Int64")
