@@ -100,9 +100,9 @@ def test_a_mixed_tenant_batch_applies_each_tenants_rails_in_order(parts: Parts) 
     decided = route(router(parts), qs)
     assert [d.query_id for d in decided] == [x.query_id for x in qs]
     assert [d.tenant for d in decided] == tenants
-    for d in decided:
-        if d.tenant == "search":
-            assert d.usd <= search.max_spend_per_query_usd and d.option.samples <= search.max_samples_per_query
+    for d in (d for d in decided if d.tenant == "search"):
+        assert d.usd <= search.max_spend_per_query_usd
+        assert d.option.samples <= search.max_samples_per_query
     alone = route(router(parts), [qs[1]])[0]  # a query's decision does not depend on its batch-mates
     assert (alone.option, alone.usd) == (decided[1].option, decided[1].usd)
 
