@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from planner.store.database import Database
+from planner.store.driver import execute_many, insert_sql, sqlite_time
 from planner.store.tables import DecisionRow
 
 DECISIONS = DecisionRow.__table__  # type: ignore[attr-defined]
+_COLUMNS = (
+    "request_id", "tenant", "query_id", "tier", "strategy", "target", "expected_quality",
+    "expected_cost_usd", "explanation", "catalog_version", "predictor_version", "created_at",
+)  # fmt: skip
+"""The `decisions` columns a record fills (all but the id), in `to_params` order."""
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
 """Explanations as JSON text (one encoder for all rows: `json.dumps` with options builds one per call)."""
 
@@ -36,20 +42,26 @@ class DecisionRecord:
     created_at: datetime | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "tenant": self.tenant,
-            "query_id": self.query_id,
-            "tier": self.tier,
-            "strategy": self.strategy,
-            "target": self.target,
-            "expected_quality": self.expected_quality,
-            "expected_cost_usd": self.expected_cost_usd,
-            "explanation": _ENCODE(e if isinstance(e := self.explanation, dict) else dict(e)),
-            "catalog_version": self.catalog_version,
-            "predictor_version": self.predictor_version,
-            "created_at": self.created_at or datetime.now(UTC),
-        }
+        return dict(zip(_COLUMNS, self.to_params(), strict=True))
+
+    def to_params(self, sqlite: bool = False) -> tuple[Any, ...]:
+        """Column values in `_COLUMNS` order as the driver stores them (`sqlite`: timestamps as text)."""
+        e = self.explanation
+        when = self.created_at or datetime.now(UTC)
+        return (
+            self.request_id,
+            self.tenant,
+            self.query_id,
+            self.tier,
+            self.strategy,
+            self.target,
+            float(self.expected_quality),
+            float(self.expected_cost_usd),
+            _ENCODE(e if isinstance(e, dict) else dict(e)),
+            self.catalog_version,
+            self.predictor_version,
+            sqlite_time(when) if sqlite else when,
+        )
 
 
 class AuditLog:
@@ -60,12 +72,13 @@ class AuditLog:
 
     def write_many(self, decisions: Iterable[DecisionRecord]) -> int:
         """Insert decisions in one transaction; returns how many were written."""
-        rows = [d.to_row() for d in decisions]
-        if not rows:
+        sqlite = self.db.dialect == "sqlite"
+        params = [d.to_params(sqlite) for d in decisions]
+        if not params:
             return 0
         with self.db.begin() as conn:
-            conn.execute(insert(DECISIONS), rows)
-        return len(rows)
+            execute_many(conn, insert_sql(self.db.dialect, DECISIONS.name, _COLUMNS), params)
+        return len(params)
 
     def recent(
         self, tenant: str | None = None, request_id: str | None = None, limit: int = 100

@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, select, tuple_
 
+from planner.store.driver import execute_many, insert_sql, sqlite_time
 from planner.store.tables import QueryRow, RunRow
 
 RUNS = RunRow.__table__  # type: ignore[attr-defined]
@@ -104,13 +104,6 @@ def _present(column: np.ndarray) -> np.ndarray:
     return np.asarray(column != None, dtype=bool)  # noqa: E711 (element-wise on an object array)
 
 
-def _sqlite_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text format, in UTC (what the DateTime type reads back)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 @dataclass(frozen=True)
 class Statement:
     """An insert of parameter tuples into `columns` of `table` that skips rows whose key exists."""
@@ -122,9 +115,7 @@ class Statement:
 
     @property
     def sql(self) -> str:
-        marks = ", ".join([_mark(self.dialect)] * len(self.columns))
-        names = ", ".join(self.columns)
-        return f"INSERT INTO {self.table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        return insert_sql(self.dialect, self.table, self.columns, "ON CONFLICT DO NOTHING")
 
 
 @dataclass(frozen=True)
@@ -144,10 +135,6 @@ class EncodedBatch:
 
 def _tuples(columns: Sequence[np.ndarray]) -> list[tuple[Any, ...]]:
     return list(zip(*(c.tolist() for c in columns), strict=True))
-
-
-def _mark(dialect: str) -> str:
-    return "?" if dialect == "sqlite" else "%s"
 
 
 def _keyed_prompts(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -197,7 +184,7 @@ def encode(batch: RunBatch, dialect: str) -> EncodedBatch:
     present = _present(ts)
     if dialect == "sqlite" and present.any():
         ts = ts.copy()
-        ts[present] = [_sqlite_time(v) for v in ts[present]]
+        ts[present] = [sqlite_time(v) for v in ts[present]]
         columns["timestamp"] = ts
     prompt = columns["prompt"]
     has = _present(prompt)
@@ -217,8 +204,7 @@ def _execute(conn: Connection, statement: Statement) -> int:
         return 0
     if statement.dialect == "postgresql" and len(statement.params) >= _COPY_MIN_ROWS:
         return _copy_insert(conn, statement)
-    result = conn.exec_driver_sql(statement.sql, statement.params)  # type: ignore[arg-type]
-    return max(int(result.rowcount), 0)
+    return execute_many(conn, statement.sql, statement.params)
 
 
 def _copy_insert(conn: Connection, statement: Statement) -> int:

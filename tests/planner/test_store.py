@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -237,6 +238,25 @@ def test_audit_log_round_trip(db: Database) -> None:
     recent = log.recent(tenant="acme")
     assert len(recent) == 3 and recent[0].explanation == {"why": "cheapest"}
     assert log.recent(tenant="other") == []
+
+
+def test_audit_rows_read_back_as_sqlalchemy_would_have_written_them(db: Database) -> None:
+    from sqlalchemy import insert
+
+    from planner.store.audit import _COLUMNS, DECISIONS
+
+    assert set(_COLUMNS) == {c.name for c in DECISIONS.c} - {"id"}
+    when = datetime(2026, 11, 23, 14, 30, 5, 123456, tzinfo=UTC)
+    mine = DecisionRecord(
+        "fast", "t", "q", "small", "single", "gpu", 0.5, 0.25, {"b": 1, "a": [1, 2]}, "c1", "p1", when
+    )
+    core = replace(mine, request_id="core")
+    AuditLog(db).write_many([mine])  # driver-level executemany
+    with db.begin() as conn:  # SQLAlchemy's own insert, for reference
+        conn.execute(insert(DECISIONS), [core.to_row()])
+    got = {r.request_id: r for r in AuditLog(db).recent(tenant="t")}
+    assert replace(got["fast"], request_id="core") == got["core"]
+    assert got["fast"].explanation == {"a": [1, 2], "b": 1} and got["fast"].expected_cost_usd == 0.25
 
 
 def test_predictor_registry_lifecycle(db: Database) -> None:
