@@ -3,7 +3,7 @@
 In one process, after fitting on the whole run file:
 - hot path: `DifficultyPredictor.score_one(query, catalog strategies)` (every tier, every strategy of the
   default catalog), median and p99 over distinct queries; beside it, in the same run, the same result through
-  the batch path for one query (`forecast([q])` + `quality` per strategy: scikit-learn-style validation,
+  the batch path for one query (`forecast_batch([q])` + `quality` per strategy: scikit-learn-style validation,
   sparse matrices, closed forms evaluated per call: `exact_quality`);
 - batch: `forecast` of 10,000 queries (all tiers) and then `quality` of every strategy on it, beside the
   per-tier prior baseline's `forecast` of the same batch.
@@ -66,7 +66,7 @@ def main() -> None:
     model.score_one(calls[0], strategies)  # builds the strategy tables once
 
     def batch_path(q: Any) -> None:
-        fc = model.forecast([q])
+        fc = model.forecast_batch([q])  # `forecast([q])` itself now takes the hot path
         for s in strategies:
             model.exact_quality(fc, s)
 

@@ -171,6 +171,11 @@ class DifficultyPredictor(BaseEstimator):
                 output_tokens_p90=one["output_tokens_p90"][None, :],
                 input_tokens=np.array([queries[0].input_tokens], dtype=float),
             )
+        return self.forecast_batch(queries)
+
+    def forecast_batch(self, queries: Sequence[Query]) -> Forecast:
+        """The vectorised path `forecast` takes for two or more queries (featuriser, success model and token
+        model over the whole batch), whatever the batch size."""
         check_is_fitted(self, "success_")
         x = self.featurizer_.transform(queries)
         p = self.success_.predict_proba_matrix(x, self._task_index(queries))

@@ -53,6 +53,7 @@ def test_forecast_satisfies_the_forecaster_contract(
 def test_score_one_matches_batch_forecast(fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame) -> None:
     query, other = queries_from_frame(gsm8k_small)[7:9]
     fc = fitted.forecast([query, other])  # the batch path (one query alone takes the hot path)
+    np.testing.assert_allclose(fitted.forecast_batch([query]).p_correct[0], fc.p_correct[0], rtol=1e-9)
     one = fitted.score_one(query, (SINGLE, VOTE3, BON4))
     alone = fitted.forecast([query])
     np.testing.assert_allclose(alone.p_correct[0], fc.p_correct[0], rtol=1e-9, atol=1e-12)
