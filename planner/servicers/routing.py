@@ -1,5 +1,6 @@
 """RoutingService: Route and RouteBatch (online decisions with pacing, guard rails and audit), Plan (delegated
-to `planner.servicers.planning.handle_plan`, the batch solver's handler).
+to `planner.servicers.planning.handle_plan`, the batch solver's handler), ReportOutcomes (actual costs move
+the ledger: `planner.store.outcomes`).
 
 The per-server `OnlineRouter` is built on first use and rebuilt when the catalog or the active predictor
 changes: forecaster = the active predictor (`state.predictor`), else a `models.baseline.PriorForecaster`
@@ -32,7 +33,7 @@ from planner.pacing import Budget
 from planner.servicers.coalesce import Coalescer
 from planner.servicers.state import ServiceState
 from planner.servicers.unbuilt import not_built
-from planner.store import AuditLog
+from planner.store import AuditLog, Outcome, record_outcomes
 from planner.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -340,6 +341,33 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         router = await self.router(context)
         decisions = await router.route(queries, call)
         return routing_pb2.RouteBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
+
+    async def ReportOutcomes(
+        self, request: routing_pb2.ReportOutcomesRequest, context: Ctx
+    ) -> routing_pb2.ReportOutcomesResponse:
+        if len(request.outcomes) > MAX_BATCH:
+            raise InvalidArgumentError.for_field("outcomes", len(request.outcomes), f"at most {MAX_BATCH}")
+        outcomes = [
+            Outcome(
+                o.decision_id,
+                o.cost_usd,
+                o.energy_j if o.HasField("energy_j") else None,
+                o.correct if o.HasField("correct") else None,
+            )
+            for o in request.outcomes
+        ]
+        db = self.state.db
+        if db is None:
+            raise FailedPreconditionError("no store on this server: outcomes are matched with its audit log")
+        if self._audit is not None:  # decisions still queued for the audit log are written first
+            await self.state.run_blocking(context, self._audit.flush)
+        report = await self.state.run_blocking(context, record_outcomes, db, outcomes)
+        return routing_pb2.ReportOutcomesResponse(
+            applied=report.applied,
+            already_reported=report.already_reported,
+            unknown_decision_ids=list(report.unknown),
+            spend_delta_usd=report.spend_delta_usd,
+        )
 
     async def Plan(self, request: routing_pb2.PlanRequest, context: grpc.aio.ServicerContext) -> Any:
         try:

@@ -1,13 +1,15 @@
 """The planner's store: sqlmodel tables, Alembic migrations applied on open, and small repositories.
 
 SQLite file by default, PostgreSQL by URL. `Database(url)` opens (and migrates) a database; `RunStore`,
-`Ledger`, `AuditLog`, `PredictorRegistryStore` and `CatalogStore` work on it.
+`Ledger`, `AuditLog` (and `record_outcomes` for reported actual costs), `PredictorRegistryStore` and
+`CatalogStore` work on it.
 """
 
 from planner.store.audit import AuditLog, DecisionRecord
 from planner.store.catalogs import CatalogStore, CatalogVersion
 from planner.store.database import Database, normalise_url
 from planner.store.ledger import Ledger, Spend, period_key
+from planner.store.outcomes import Outcome, OutcomeReport, record_outcomes
 from planner.store.registry import PredictorRegistryStore, PredictorStatus, PredictorVersion
 from planner.store.runs import CANONICAL_COLUMNS, RunFilter, RunStats, RunStore, TierStats
 
@@ -19,6 +21,8 @@ __all__ = [
     "Database",
     "DecisionRecord",
     "Ledger",
+    "Outcome",
+    "OutcomeReport",
     "PredictorRegistryStore",
     "PredictorStatus",
     "PredictorVersion",
@@ -29,4 +33,5 @@ __all__ = [
     "TierStats",
     "normalise_url",
     "period_key",
+    "record_outcomes",
 ]

@@ -19,7 +19,9 @@ _COLUMNS = (
     "request_id", "tenant", "query_id", "tier", "strategy", "target", "expected_quality",
     "expected_cost_usd", "explanation", "catalog_version", "predictor_version", "created_at",
 )  # fmt: skip
-"""The `decisions` columns a record fills (all but the id), in `to_params` order."""
+"""The `decisions` columns a decision fills when written (all but the id and the later outcome), in
+`to_params` order."""
+OUTCOME_COLUMNS = ("actual_cost_usd", "actual_energy_j", "correct", "reported_at")
 _ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
 """Explanations as JSON text (one encoder for all rows: `json.dumps` with options builds one per call)."""
 
@@ -40,6 +42,11 @@ class DecisionRecord:
     catalog_version: str | None = None
     predictor_version: str | None = None
     created_at: datetime | None = None
+    actual_cost_usd: float | None = None
+    """The reported outcome (`planner.store.outcomes`); None until reported. Not written by `write_many`."""
+    actual_energy_j: float | None = None
+    correct: bool | None = None
+    reported_at: datetime | None = None
 
     def to_row(self) -> dict[str, Any]:
         return dict(zip(_COLUMNS, self.to_params(), strict=True))

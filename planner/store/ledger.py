@@ -8,10 +8,11 @@ processes can both pass the cap check on a stale value: the ledger never overspe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from planner.errors import InvalidArgumentError
@@ -53,6 +54,32 @@ def _check_amounts(usd: float, energy_j: float) -> None:
         raise InvalidArgumentError.for_field("energy_j", energy_j, "must be >= 0")
 
 
+def _ensure_row(conn: Connection, tenant: str, period: str) -> None:
+    values = {"tenant": tenant, "period": period, "spent_usd": 0.0, "energy_j": 0.0,
+              "updated_at": datetime.now(UTC)}  # fmt: skip
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(LEDGER).values(**values).on_conflict_do_nothing())
+
+
+def adjust(conn: Connection, tenant: str, period: str, usd: float, energy_j: float = 0.0) -> None:
+    """Move a period's spend and energy by signed amounts (actual - expected, reported after the fact), in the
+    caller's transaction; floors at 0. No cap applies: what was spent was spent."""
+    if not (math.isfinite(usd) and math.isfinite(energy_j)):
+        raise InvalidArgumentError.for_field("adjustment", (usd, energy_j), "must be finite")
+    _ensure_row(conn, tenant, period)
+    c = LEDGER.c
+    stmt = (
+        update(LEDGER)
+        .where(c.tenant == tenant, c.period == period)
+        .values(
+            spent_usd=case((c.spent_usd + usd < 0, 0.0), else_=c.spent_usd + usd),
+            energy_j=case((c.energy_j + energy_j < 0, 0.0), else_=c.energy_j + energy_j),
+            updated_at=datetime.now(UTC),
+        )
+    )
+    conn.execute(stmt)
+
+
 class Ledger:
     """Atomic spend accounting over the `budget_ledger` table."""
 
@@ -60,10 +87,7 @@ class Ledger:
         self.db = db
 
     def _ensure_row(self, conn: Connection, tenant: str, period: str) -> None:
-        values = {"tenant": tenant, "period": period, "spent_usd": 0.0, "energy_j": 0.0,
-                  "updated_at": datetime.now(UTC)}  # fmt: skip
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(LEDGER).values(**values).on_conflict_do_nothing())
+        _ensure_row(conn, tenant, period)
 
     def reserve(
         self,

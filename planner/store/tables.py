@@ -126,6 +126,11 @@ class DecisionRow(StoreModel, table=True):
     catalog_version: str | None = None
     predictor_version: str | None = None
     created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    actual_cost_usd: float | None = None
+    """Reported after the fact (`ReportOutcomes`); NULL until then."""
+    actual_energy_j: float | None = None
+    correct: bool | None = None
+    reported_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
 
 
 class LedgerRow(StoreModel, table=True):

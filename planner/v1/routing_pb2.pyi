@@ -439,6 +439,103 @@ class RouteBatchResponse(_message.Message):
 Global___RouteBatchResponse: _TypeAlias = RouteBatchResponse  # noqa: Y015
 
 @_typing.final
+class Outcome(_message.Message):
+    """What one routed query actually consumed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    ENERGY_J_FIELD_NUMBER: _builtins.int
+    CORRECT_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    """The decision_id of the Route / RouteBatch decision."""
+    cost_usd: _builtins.float
+    """Actual cost, USD (>= 0)."""
+    energy_j: _builtins.float
+    """Actual energy, joules (>= 0); unset: not measured, the expected energy stands."""
+    correct: _builtins.bool
+    """Whether the answer was correct, when known (stored with the decision for later evaluation)."""
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        cost_usd: _builtins.float = ...,
+        energy_j: _builtins.float | None = ...,
+        correct: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_correct", b"_correct", "_energy_j", b"_energy_j", "correct", b"correct", "energy_j", b"energy_j"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correct", b"_correct", "_energy_j", b"_energy_j", "correct", b"correct", "cost_usd", b"cost_usd", "decision_id", b"decision_id", "energy_j", b"energy_j"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__correct: _TypeAlias = _typing.Literal["correct"]  # noqa: Y015
+    _WhichOneofArgType__correct: _TypeAlias = _typing.Literal["_correct", b"_correct"]  # noqa: Y015
+    _WhichOneofReturnType__energy_j: _TypeAlias = _typing.Literal["energy_j"]  # noqa: Y015
+    _WhichOneofArgType__energy_j: _TypeAlias = _typing.Literal["_energy_j", b"_energy_j"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__correct) -> _WhichOneofReturnType__correct | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__energy_j) -> _WhichOneofReturnType__energy_j | None: ...
+
+Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
+
+@_typing.final
+class ReportOutcomesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Outcome]:
+        """At most 100,000 outcomes, each decision at most once."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___Outcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportOutcomesRequest: _TypeAlias = ReportOutcomesRequest  # noqa: Y015
+
+@_typing.final
+class ReportOutcomesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    ALREADY_REPORTED_FIELD_NUMBER: _builtins.int
+    UNKNOWN_DECISION_IDS_FIELD_NUMBER: _builtins.int
+    SPEND_DELTA_USD_FIELD_NUMBER: _builtins.int
+    applied: _builtins.int
+    """Outcomes applied by this call."""
+    already_reported: _builtins.int
+    """Decisions whose outcome had been reported before (left unchanged)."""
+    spend_delta_usd: _builtins.float
+    """Net change of the tenants' ledgers, USD (actual - expected over the applied outcomes)."""
+    @_builtins.property
+    def unknown_decision_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Decisions not in the audit log: dry runs (never charged), or decisions of another database."""
+
+    def __init__(
+        self,
+        *,
+        applied: _builtins.int = ...,
+        already_reported: _builtins.int = ...,
+        unknown_decision_ids: _abc.Iterable[_builtins.str] | None = ...,
+        spend_delta_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_reported", b"already_reported", "applied", b"applied", "spend_delta_usd", b"spend_delta_usd", "unknown_decision_ids", b"unknown_decision_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportOutcomesResponse: _TypeAlias = ReportOutcomesResponse  # noqa: Y015
+
+@_typing.final
 class TargetCapacity(_message.Message):
     """Device capacity of one target available to the plan."""
 

@@ -51,6 +51,11 @@ class RoutingServiceStub:
                 request_serializer=planner_dot_v1_dot_routing__pb2.PlanRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_routing__pb2.PlanResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcomes = channel.unary_unary(
+                '/planner.v1.RoutingService/ReportOutcomes',
+                request_serializer=planner_dot_v1_dot_routing__pb2.ReportOutcomesRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_routing__pb2.ReportOutcomesResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -80,6 +85,15 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcomes(self, request, context):
+        """Report what routed queries actually cost (and whether they were answered correctly). For each decision the
+        tenant's ledger moves by actual - expected spend (and energy, when reported), so budget pacing follows real
+        spend. A decision's outcome is applied once: reporting it again changes nothing and is counted as such.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +111,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.Plan,
                     request_deserializer=planner_dot_v1_dot_routing__pb2.PlanRequest.FromString,
                     response_serializer=planner_dot_v1_dot_routing__pb2.PlanResponse.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=planner_dot_v1_dot_routing__pb2.ReportOutcomesRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_routing__pb2.ReportOutcomesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +201,33 @@ class RoutingService:
             '/planner.v1.RoutingService/Plan',
             planner_dot_v1_dot_routing__pb2.PlanRequest.SerializeToString,
             planner_dot_v1_dot_routing__pb2.PlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.RoutingService/ReportOutcomes',
+            planner_dot_v1_dot_routing__pb2.ReportOutcomesRequest.SerializeToString,
+            planner_dot_v1_dot_routing__pb2.ReportOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -270,3 +270,38 @@ async def test_a_predictor_swap_rebuilds_the_router_and_keeps_auditing(
     assert before.predictor_version != "swapped"
     assert {r.decision.predictor_version for r in after} == {"swapped"}
     assert len(AuditLog(db).recent(limit=50)) == 7
+
+
+async def test_reported_outcomes_move_the_ledger_once(
+    stub: routing_pb2_grpc.RoutingServiceStub, db: Database
+) -> None:
+    d = (await stub.Route(routing_pb2.RouteRequest(query=query("o1")))).decision
+    dry = (await stub.Route(routing_pb2.RouteRequest(query=query("o2"), dry_run=True))).decision
+    key = period_key(d.decided_at.ToDatetime(), "day")  # the default tenant's budget is per day
+    before = Ledger(db).spent("default", key).spent_usd
+    actual = d.cost_usd.mean / 2
+    outcomes = [
+        routing_pb2.Outcome(decision_id=d.decision_id, cost_usd=actual, correct=True),
+        routing_pb2.Outcome(decision_id=dry.decision_id, cost_usd=1.0),
+    ]
+    reply = await stub.ReportOutcomes(routing_pb2.ReportOutcomesRequest(outcomes=outcomes))
+    assert reply.applied == 1 and list(reply.unknown_decision_ids) == [
+        dry.decision_id
+    ]  # dry runs are not charged
+    assert reply.spend_delta_usd == pytest.approx(actual - d.cost_usd.mean)
+    assert Ledger(db).spent("default", key).spent_usd == pytest.approx(before - d.cost_usd.mean / 2)
+    again = await stub.ReportOutcomes(routing_pb2.ReportOutcomesRequest(outcomes=outcomes[:1]))
+    assert (again.applied, again.already_reported) == (0, 1)
+    row = AuditLog(db).recent(request_id=d.decision_id)[0]
+    assert row.actual_cost_usd == pytest.approx(actual) and row.correct is True
+
+
+async def test_bad_outcomes_are_invalid_argument_naming_the_field(
+    stub: routing_pb2_grpc.RoutingServiceStub,
+) -> None:
+    outcomes = [routing_pb2.Outcome(decision_id="x", cost_usd=-2.0), routing_pb2.Outcome(cost_usd=1.0)]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ReportOutcomes(routing_pb2.ReportOutcomesRequest(outcomes=outcomes))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    fields = {v.field for v in bad_request(err.value).field_violations}
+    assert fields == {"outcomes[0].cost_usd", "outcomes[1].decision_id"}

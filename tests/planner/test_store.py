@@ -182,6 +182,23 @@ def test_migration_from_0001_moves_prompts_into_queries_and_back(tmp_path: Path)
     db.dispose()
 
 
+def test_migration_0004_adds_decision_outcomes_and_back_keeping_rows(tmp_path: Path) -> None:
+    from planner.store import Outcome, record_outcomes
+
+    db = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    AuditLog(db).write_many([DecisionRecord("r1", "acme", "q1", "small", "single", "gpu", 0.9, 0.01)])
+    assert record_outcomes(db, [Outcome("r1", 0.02, correct=False)]).applied == 1
+    with db.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    with db.engine.connect() as conn:
+        assert [c["name"] for c in sa.inspect(conn).get_columns("decisions")][-1] == "created_at"
+        assert conn.execute(sa.text("SELECT request_id FROM decisions")).all() == [("r1",)]
+    upgrade(db.engine)
+    row = AuditLog(db).recent()[0]
+    assert row.request_id == "r1" and row.actual_cost_usd is None  # the outcome went with the columns
+    db.dispose()
+
+
 def test_ledger_reserves_only_under_the_cap(db: Database) -> None:
     ledger = Ledger(db)
     assert ledger.reserve("acme", "2026-11-23", 6.0, 10.0, cap_usd=10.0)
@@ -243,9 +260,9 @@ def test_audit_log_round_trip(db: Database) -> None:
 def test_audit_rows_read_back_as_sqlalchemy_would_have_written_them(db: Database) -> None:
     from sqlalchemy import insert
 
-    from planner.store.audit import _COLUMNS, DECISIONS
+    from planner.store.audit import _COLUMNS, DECISIONS, OUTCOME_COLUMNS
 
-    assert set(_COLUMNS) == {c.name for c in DECISIONS.c} - {"id"}
+    assert set(_COLUMNS) == {c.name for c in DECISIONS.c} - {"id", *OUTCOME_COLUMNS}
     when = datetime(2026, 11, 23, 14, 30, 5, 123456, tzinfo=UTC)
     mine = DecisionRecord(
         "fast", "t", "q", "small", "single", "gpu", 0.5, 0.25, {"b": 1, "a": [1, 2]}, "c1", "p1", when
