@@ -19,7 +19,8 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,23 @@ from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleError, InvalidArgumentError
 from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
 from planner.options import OptionArrays, OptionSet, QualityFn
+from planner.router import J_PER_KWH
 from planner.servicers.state import ServiceState
 from planner.solve import Objective, Solution, solve, solve_milp
 from planner.solve.batch import Batch, ConstraintKind, PlanSpec, build_batch, kind_of
 from planner.solve.explain import Explanations, explain
+from planner.store import Database, Ledger, period_key
 from planner.v1 import common_pb2, routing_pb2
 
 DEFAULT_GAP = 1e-4
+SPENT_CAP = 1e-12
+"""The cap left for a tenant whose period budget is spent (a cap of 0 means no cap)."""
+_PERIODS = {
+    common_pb2.BUDGET_PERIOD_HOUR: "hour",
+    common_pb2.BUDGET_PERIOD_DAY: "day",
+    common_pb2.BUDGET_PERIOD_WEEK: "week",
+    common_pb2.BUDGET_PERIOD_MONTH: "month",
+}
 MILP_MAX_ENTRIES = 200_000
 """SOLVER_METHOD_MILP is for small batches: at most this many feasible (query, option) pairs."""
 MAX_QUERIES = 1_000_000
@@ -72,11 +83,37 @@ async def handle_plan(
 ) -> routing_pb2.PlanResponse:
     """Serve one Plan call (see the module docstring)."""
     args = parse_plan_request(request, state.catalog)
+    if any(b.period in _PERIODS for b in request.tenant_budgets.values()):
+        if state.db is None:
+            raise FailedPreconditionError("a tenant budget with a period needs a store with a ledger")
+        now = datetime.now(UTC)
+        spec = await state.run_blocking(context, remaining_budgets, state.db, request, args.spec, now)
+        args = replace(args, spec=spec)
     limit = state.time_limit(context, args.time_limit_s)
     deadline = time.perf_counter() + limit
     forecaster = await _forecaster(state, context)
     options = await _options(state, context, forecaster)
     return await state.run_blocking(context, _plan, state, args, forecaster, options, deadline)
+
+
+def remaining_budgets(
+    db: Database, request: routing_pb2.PlanRequest, spec: PlanSpec, now: datetime
+) -> PlanSpec:
+    """Tenant caps with a period (hour/day/week/month) become what is left of them in the current period: the
+    tenant's ledger spend (online routing's charges and reported outcomes) is subtracted. A budget already
+    spent leaves a cap of `SPENT_CAP` (0 would mean "no cap"), so that tenant's queries cannot be planned."""
+    spend, energy = dict(spec.tenant_spend_usd), dict(spec.tenant_energy_kwh)
+    ledger = Ledger(db)
+    for tenant, budget in request.tenant_budgets.items():
+        period = _PERIODS.get(budget.period)
+        if period is None:
+            continue
+        spent = ledger.spent(tenant, period_key(now, period))
+        if budget.spend_usd > 0:
+            spend[tenant] = max(budget.spend_usd - spent.spent_usd, SPENT_CAP)
+        if budget.energy_kwh > 0:
+            energy[tenant] = max(budget.energy_kwh - spent.energy_j / J_PER_KWH, SPENT_CAP)
+    return replace(spec, tenant_spend_usd=spend, tenant_energy_kwh=energy)
 
 
 # ---- validation -------------------------------------------------------------------------------------------

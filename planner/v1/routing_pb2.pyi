@@ -618,7 +618,10 @@ class PlanRequest(_message.Message):
 
     @_builtins.property
     def tenant_budgets(self) -> _containers.MessageMap[_builtins.str, _common_pb2.Budget]:
-        """Per-tenant caps on the plan's spend and energy, by tenant name."""
+        """Per-tenant caps on the plan's spend and energy, by tenant name. Period unset or TOTAL: the cap applies to
+        this plan alone. Period HOUR/DAY/WEEK/MONTH: the cap is what is left of that budget in the current period
+        after the tenant's ledger spend (Route's charges and reported outcomes). Plan itself charges nothing.
+        """
 
     @_builtins.property
     def slo(self) -> _common_pb2.LatencySlo:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,7 @@ from planner.catalog import load_catalog
 from planner.demo import seed_demo
 from planner.server import create_server, stop_server
 from planner.settings import Settings
-from planner.store import Database
+from planner.store import Database, Ledger, period_key
 from planner.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -222,3 +223,23 @@ async def test_rails_excluding_every_option_are_failed_precondition(
         await _plan(stub, guard_rails=rails)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "guard rails" in (err.value.details() or "")
+
+
+async def test_a_period_budget_is_what_the_ledger_leaves_of_it(
+    stub: routing_pb2_grpc.RoutingServiceStub, seeded_db: tuple[Settings, Database]
+) -> None:
+    ledger, key = Ledger(seeded_db[1]), period_key(datetime.now(UTC), "day")
+    cap = (await _plan(stub)).totals.spend_usd * 0.1  # binds: plans under it spend (nearly) all of it
+    day = common_pb2.Budget(spend_usd=cap, period=common_pb2.BUDGET_PERIOD_DAY)
+    ledger.reserve("default", key, cap * 0.6)  # online routing already spent 60% of today's budget
+    try:
+        left = await _plan(stub, tenant_budgets={"default": day})
+        assert left.totals.spend_usd <= cap * 0.4 * (1 + 1e-9)
+        alone = await _plan(stub, tenant_budgets={"default": common_pb2.Budget(spend_usd=cap)})
+        assert alone.totals.spend_usd > cap * 0.4  # no period: the cap is this plan's alone
+        ledger.reserve("default", key, cap)  # now spent beyond the budget
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _plan(stub, tenant_budgets={"default": day})
+        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        ledger.release("default", key, 2 * cap)
