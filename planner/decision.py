@@ -183,7 +183,7 @@ def bindings(
             out.append(("guard_rail", "escalation.escalate_above_usd", 0.0))
         elif q_top < float(q.max()) - QUALITY_TOL:
             rail = blocking_rail(masks, i, int(np.argmax(q - 1e-6 * a.usd[i])))
-            kind = "latency" if rail in ("max_latency_s", "max_ttft_s") else "guard_rail"
+            kind = "latency" if rail in ("max_latency_s", "max_latency_p99_s", "max_ttft_s") else "guard_rail"
             out.append((kind, f"guard_rails.{rail}", 0.0) if rail else ("none", "", 0.0))
         else:
             out.append(("none", "", 0.0))

@@ -27,7 +27,7 @@ import structlog
 
 from planner.catalog import Tenant
 from planner.errors import FieldViolation, InvalidArgumentError
-from planner.options import OptionArrays, OptionSet
+from planner.options import OptionArrays, OptionSet, lognormal_p99
 from planner.store.audit import DecisionRecord
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,7 @@ RAILS = (
     "max_tokens",
     "max_spend_usd",
     "max_latency_s",
+    "max_latency_p99_s",
     "max_ttft_s",
 )
 """Guard rails in the order a binding one is reported."""
@@ -53,6 +54,9 @@ class GuardRails:
     max_samples: int = 0
     max_spend_usd: float = 0.0
     max_latency_s: float = 0.0
+    """Cap on the forecast p90 end-to-end latency."""
+    max_latency_p99_s: float = 0.0
+    """Cap on the p99 end-to-end latency, extrapolated from the forecast mean and p90 (log-normal tail)."""
     max_ttft_s: float = 0.0
     allowed_tiers: frozenset[str] | None = None
     allowed_targets: frozenset[str] | None = None
@@ -62,8 +66,8 @@ class GuardRails:
     def __post_init__(self) -> None:
         bad = [
             FieldViolation(f"guard_rails.{name}", getattr(self, name), "must be finite and >= 0")
-            for name in ("max_tokens", "max_samples", "max_spend_usd", "max_latency_s", "max_ttft_s",
-                         "escalate_above_usd")
+            for name in ("max_tokens", "max_samples", "max_spend_usd", "max_latency_s", "max_latency_p99_s",
+                         "max_ttft_s", "escalate_above_usd")
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0)
         ]  # fmt: skip
         if bad:
@@ -93,6 +97,7 @@ class GuardRails:
             max_samples=int(low(self.max_samples, other.max_samples)),
             max_spend_usd=low(self.max_spend_usd, other.max_spend_usd),
             max_latency_s=low(self.max_latency_s, other.max_latency_s),
+            max_latency_p99_s=low(self.max_latency_p99_s, other.max_latency_p99_s),
             max_ttft_s=low(self.max_ttft_s, other.max_ttft_s),
             allowed_tiers=both(self.allowed_tiers, other.allowed_tiers),
             allowed_targets=both(self.allowed_targets, other.allowed_targets),
@@ -128,6 +133,9 @@ def dynamic_masks(rails: GuardRails, arrays: OptionArrays, input_tokens: np.ndar
         out["max_spend_usd"] = arrays.usd <= rails.max_spend_usd
     if rails.max_latency_s > 0:
         out["max_latency_s"] = arrays.latency_p90_s <= rails.max_latency_s
+    if rails.max_latency_p99_s > 0:
+        p99 = lognormal_p99(arrays.latency_s, arrays.latency_p90_s)
+        out["max_latency_p99_s"] = p99 <= rails.max_latency_p99_s
     if rails.max_ttft_s > 0:
         out["max_ttft_s"] = arrays.ttft_s <= rails.max_ttft_s
     return out

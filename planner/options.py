@@ -92,6 +92,20 @@ class OptionArrays:
         return OptionArrays(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
 
 
+Z99 = 2.3263478740408408
+
+
+def lognormal_p99(mean: np.ndarray, p90: np.ndarray) -> np.ndarray:
+    """99th percentile of the log-normal with this mean and 90th percentile. Its shape s is the smaller root
+    of z90 s - s^2 / 2 = ln(p90 / mean), capped at s = z90 where no log-normal has both figures; p90 <= mean
+    is read as no spread (p99 = max(p90, mean))."""
+    mean = np.maximum(np.asarray(mean, float), 1e-12)
+    p90 = np.asarray(p90, float)
+    gap = np.log(np.maximum(p90 / mean, 1.0))
+    sigma = Z90 - np.sqrt(np.maximum(Z90**2 - 2.0 * gap, 0.0))
+    return np.asarray(np.maximum(p90, mean) * np.exp((Z99 - Z90) * sigma))
+
+
 def lognormal_mean(p50: np.ndarray, p90: np.ndarray) -> np.ndarray:
     """Mean of a log-normal with the given median and 90th percentile (p90 < p50 is read as p90 = p50)."""
     p50 = np.maximum(np.asarray(p50, float), 1e-9)

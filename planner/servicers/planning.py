@@ -63,6 +63,7 @@ KIND_PB = {
 }
 RAIL_KIND = {
     "max_latency_s": routing_pb2.CONSTRAINT_KIND_LATENCY,
+    "max_latency_p99_s": routing_pb2.CONSTRAINT_KIND_LATENCY,
     "max_ttft_s": routing_pb2.CONSTRAINT_KIND_LATENCY,
 }
 
@@ -123,14 +124,6 @@ def parse_plan_request(request: routing_pb2.PlanRequest, catalog: Catalog) -> Pl
     queries = _queries(request.queries, catalog, bad)
     rails = _rails(request.guard_rails, catalog, bad)
     objective = _objective(request, bad)
-    if request.slo.p99_e2e_s != 0:
-        bad.append(
-            FieldViolation(
-                "slo.p99_e2e_s",
-                request.slo.p99_e2e_s,
-                "Plan forecasts mean and p90 latency only; use p90_e2e_s",
-            )
-        )
     caps: dict[str, float] = {}
     targets = {t.name for t in catalog.targets}
     for i, cap in enumerate(request.capacity):
@@ -162,6 +155,7 @@ def parse_plan_request(request: routing_pb2.PlanRequest, catalog: Catalog) -> Pl
             tenant_energy_kwh={t: b.energy_kwh for t, b in request.tenant_budgets.items()},
             capacity_device_s=caps,
             slo_p90_s=request.slo.p90_e2e_s,
+            slo_p99_s=request.slo.p99_e2e_s,
             slo_ttft_s=request.slo.ttft_p90_s,
             rails=rails or GuardRails(),
         )

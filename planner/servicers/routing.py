@@ -114,13 +114,14 @@ def call_from_proto(
         )
     slo = request.slo
     p90 = _nonneg(bad, "slo.p90_e2e_s", slo.p90_e2e_s)
-    p99 = _nonneg(bad, "slo.p99_e2e_s", slo.p99_e2e_s)  # no p99 forecast: bounds the p90 estimate
-    latency = [v for v in (_nonneg(bad, "guard_rails.max_latency_s", g.max_latency_s), p90, p99) if v > 0]
+    p99 = _nonneg(bad, "slo.p99_e2e_s", slo.p99_e2e_s)  # against the log-normal tail of mean and p90
+    latency = [v for v in (_nonneg(bad, "guard_rails.max_latency_s", g.max_latency_s), p90) if v > 0]
     rails = GuardRails(
         max_tokens=max(0, g.max_tokens_per_query),
         max_samples=max(0, g.max_samples_per_query),
         max_spend_usd=_nonneg(bad, "guard_rails.max_spend_per_query_usd", g.max_spend_per_query_usd),
         max_latency_s=min(latency) if latency else 0.0,
+        max_latency_p99_s=p99,
         max_ttft_s=_nonneg(bad, "slo.ttft_p90_s", slo.ttft_p90_s),
         allowed_tiers=_names(bad, "guard_rails.allowed_tiers", g.allowed_tiers, [t.name for t in cat.tiers]),
         allowed_targets=_names(

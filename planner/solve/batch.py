@@ -80,13 +80,15 @@ class PlanSpec:
     tenant_energy_kwh: Mapping[str, float] = field(default_factory=dict)
     capacity_device_s: Mapping[str, float] = field(default_factory=dict)
     slo_p90_s: float = 0.0
+    slo_p99_s: float = 0.0
     slo_ttft_s: float = 0.0
     rails: GuardRails = field(default_factory=GuardRails)
 
     def __post_init__(self) -> None:
         bad: list[FieldViolation] = []
         scalars = [("total_spend_usd", self.total_spend_usd), ("total_energy_kwh", self.total_energy_kwh)]
-        scalars += [("slo.p90_e2e_s", self.slo_p90_s), ("slo.ttft_p90_s", self.slo_ttft_s)]
+        scalars += [("slo.p90_e2e_s", self.slo_p90_s), ("slo.p99_e2e_s", self.slo_p99_s)]
+        scalars += [("slo.ttft_p90_s", self.slo_ttft_s)]
         scalars += [(f"tenant_budgets[{t}].spend_usd", v) for t, v in self.tenant_spend_usd.items()]
         scalars += [(f"tenant_budgets[{t}].energy_kwh", v) for t, v in self.tenant_energy_kwh.items()]
         scalars += [(f"capacity[{t}].device_seconds", v) for t, v in self.capacity_device_s.items()]
@@ -179,7 +181,9 @@ def _feasibility(
 ) -> tuple[npt.NDArray[np.bool_], dict[str, GuardRails], npt.NDArray[np.object_]]:
     n, m = arrays.shape
     blocked = np.full(n, "", dtype=object)
-    slo = GuardRails(max_latency_s=spec.slo_p90_s, max_ttft_s=spec.slo_ttft_s)
+    slo = GuardRails(
+        max_latency_s=spec.slo_p90_s, max_latency_p99_s=spec.slo_p99_s, max_ttft_s=spec.slo_ttft_s
+    )
     base = spec.rails.stricter(slo)
     feasible = np.ones((n, m), dtype=bool)
     used: dict[str, GuardRails] = {}

@@ -103,7 +103,9 @@ class LatencySlo(_message.Message):
     p90_e2e_s: _builtins.float
     """90th percentile end-to-end latency, seconds."""
     p99_e2e_s: _builtins.float
-    """99th percentile end-to-end latency, seconds."""
+    """99th percentile end-to-end latency, seconds; checked against the log-normal tail fitted to each option's
+    forecast mean and p90 latency.
+    """
     ttft_p90_s: _builtins.float
     """90th percentile time to first token, seconds."""
     def __init__(

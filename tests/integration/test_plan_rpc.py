@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
@@ -18,6 +19,7 @@ from grpc_status import rpc_status
 
 from planner.catalog import load_catalog
 from planner.demo import seed_demo
+from planner.options import lognormal_p99
 from planner.server import create_server, stop_server
 from planner.settings import Settings
 from planner.store import Database, Ledger, period_key
@@ -124,6 +126,12 @@ async def test_guard_rails_and_slo_filter_options(stub: routing_pb2_grpc.Routing
     for a in reply.assignments:
         assert catalog.strategy(a.option.strategy).samples == 1
         assert a.latency_s.p90 <= 60.0
+    tail = await _plan(stub, slo=common_pb2.LatencySlo(p99_e2e_s=30.0))
+    p99 = lognormal_p99(
+        np.array([a.latency_s.mean for a in tail.assignments]),
+        np.array([a.latency_s.p90 for a in tail.assignments]),
+    )
+    assert len(tail.assignments) == N and np.all(p99 <= 30.0 * (1 + 1e-9))
 
 
 async def test_milp_method_matches_or_beats_the_lagrangian_plan(
@@ -178,7 +186,7 @@ async def test_every_assignment_explains_itself(stub: routing_pb2_grpc.RoutingSe
         ({"capacity": [routing_pb2.TargetCapacity(target="nope", device_seconds=1.0)]}, "capacity[0].target"),
         ({"guard_rails": common_pb2.GuardRails(allowed_tiers=["nope"])}, "guard_rails.allowed_tiers"),
         ({"guard_rails": common_pb2.GuardRails(max_spend_per_query_usd=-1.0)}, "guard_rails.max_spend_usd"),
-        ({"slo": common_pb2.LatencySlo(p99_e2e_s=3.0)}, "slo.p99_e2e_s"),
+        ({"slo": common_pb2.LatencySlo(p99_e2e_s=-3.0)}, "slo.p99_e2e_s"),
         ({"queries": [common_pb2.QueryInput(query_id="x", tenant="who")]}, "queries[0].tenant"),
         (
             {"tenant_budgets": {"default": common_pb2.Budget(spend_usd=-2.0)}},

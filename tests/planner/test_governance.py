@@ -18,7 +18,7 @@ from planner.demo import demo_records
 from planner.errors import InfeasibleError, InvalidArgumentError
 from planner.governance import AuditWriter, GuardRails, dynamic_masks, static_masks
 from planner.online import CallOptions, OnlineRouter
-from planner.options import OptionSet
+from planner.options import OptionSet, lognormal_p99
 from planner.pacing import Budget, MemoryLedger
 from planner.store import AuditLog, Database, DecisionRecord
 from simulator.costmodel import CostModel
@@ -105,6 +105,20 @@ def test_a_mixed_tenant_batch_applies_each_tenants_rails_in_order(parts: Parts) 
         assert d.option.samples <= search.max_samples_per_query
     alone = route(router(parts), [qs[1]])[0]  # a query's decision does not depend on its batch-mates
     assert (alone.option, alone.usd) == (decided[1].option, decided[1].usd)
+
+
+def test_a_p99_latency_rail_holds_on_the_extrapolated_tail(parts: Parts) -> None:
+    free = route(router(parts), [q(i, tokens=200 + 50 * i) for i in range(12)])
+    tails = lognormal_p99(np.array([d.latency_s for d in free]), np.array([d.latency_p90_s for d in free]))
+    cap = float(np.median(tails))  # binds for about half of the queries
+    capped = route(
+        router(parts),
+        [q(i, tokens=200 + 50 * i) for i in range(12)],
+        CallOptions(rails=GuardRails(max_latency_p99_s=cap)),
+    )
+    got = lognormal_p99(np.array([d.latency_s for d in capped]), np.array([d.latency_p90_s for d in capped]))
+    assert np.all(got <= cap * (1 + 1e-9))
+    assert any(c.option != f.option for c, f in zip(capped, free, strict=True))  # the rail changed choices
 
 
 def test_no_option_left_is_infeasible_naming_the_rail(parts: Parts) -> None:

@@ -8,7 +8,7 @@ import pytest
 from models.api import Forecast
 from planner.catalog import Strategy, load_catalog
 from planner.errors import FailedPreconditionError, InvalidArgumentError
-from planner.options import OptionSet, lognormal_mean
+from planner.options import OptionSet, lognormal_mean, lognormal_p99
 from simulator.costmodel import CostModel
 
 
@@ -108,3 +108,12 @@ def test_no_known_tier_is_a_failed_precondition() -> None:
 def test_lognormal_mean_is_median_when_no_spread() -> None:
     np.testing.assert_allclose(lognormal_mean(np.array([100.0]), np.array([100.0])), [100.0])
     assert lognormal_mean(np.array([100.0]), np.array([200.0]))[0] > 100.0
+
+
+def test_lognormal_p99_recovers_the_tail_of_a_lognormal() -> None:
+    mu, sigma = np.array([0.0, 1.0, 2.5]), np.array([0.1, 0.6, 1.0])
+    mean, p90 = np.exp(mu + sigma**2 / 2), np.exp(mu + 1.2815515655446004 * sigma)
+    np.testing.assert_allclose(lognormal_p99(mean, p90), np.exp(mu + 2.3263478740408408 * sigma), rtol=1e-9)
+    assert lognormal_p99(np.array([5.0]), np.array([5.0]))[0] == pytest.approx(5.0)  # no spread
+    assert lognormal_p99(np.array([5.0]), np.array([4.0]))[0] == pytest.approx(5.0)  # p90 below the mean
+    assert np.all(np.diff(lognormal_p99(np.ones(4), np.array([1.1, 1.5, 2.0, 30.0]))) > 0)  # grows with p90
