@@ -4,7 +4,9 @@ One binary per valid (query, option) entry, one equality per query (exactly one 
 hard constraint of the canonical form. Meant for small instances (tests, the `SOLVER_METHOD_MILP` request
 option) and as the speed baseline of `bench/solver_scale.py`; the Lagrangian solver serves large plans.
 The returned `Solution` has the same meaning as `planner.solve.solve`'s: `bound` is HiGHS's proven dual bound
-and `gap` its relative gap (0 when solved to optimality within `mip_rel_gap`).
+and `gap` its relative gap (0 when solved to optimality within `mip_rel_gap`). Its shadow prices are the
+duals of the LP relaxation (solved once more by HiGHS after the MILP): the prices the Lagrangian solver
+reports, since its dual is that relaxation's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from planner.errors import InfeasibleError, PlannerError
 from planner.solve.canonical import canonical, to_dense
@@ -21,6 +23,8 @@ from planner.solve.problem import QUALITY, SPEND, Objective, Problem, Solution, 
 
 MIP_REL_GAP = 1e-9
 """Relative gap HiGHS must prove before it stops (short of its time limit)."""
+Scaled = tuple[sp.csr_array, np.ndarray, np.ndarray]
+"""Hard-constraint rows scaled to unit limits, their limits, and the scale of each row."""
 
 
 def solve_milp(
@@ -39,13 +43,15 @@ def solve_milp(
     obj = d.obj[rows, cols]
     pick = sp.csr_array((np.ones(nvar), (rows, np.arange(nvar))), shape=(c.n, nvar))
     constraints = [LinearConstraint(pick, 1.0, 1.0)]
+    scaled: Scaled | None = None
     if c.k:
         # each row scaled to unit right-hand side (or unit largest coefficient): the same constraint, but
         # HiGHS's absolute feasibility tolerance then means the same thing for dollars, joules and seconds
         a = d.A[:, rows, cols]
         scale = np.where(np.abs(c.b) > 0, np.abs(c.b), np.abs(a).max(axis=1, initial=0.0))
         scale = np.where(scale > 0, scale, 1.0)
-        constraints.append(LinearConstraint(sp.csr_array(a / scale[:, None]), -np.inf, c.b / scale))
+        scaled = (sp.csr_array(a / scale[:, None]), c.b / scale, scale)
+        constraints.append(LinearConstraint(scaled[0], -np.inf, scaled[1]))
     options: dict[str, float | bool] = {"mip_rel_gap": rel_gap, "presolve": True}
     if time_limit_s is not None:
         options["time_limit"] = max(float(time_limit_s), 1e-3)
@@ -64,7 +70,23 @@ def solve_milp(
     choice = np.empty(c.n, dtype=np.int64)
     choice[rows[x]] = cols[x]
     dual_bound = -float(getattr(res, "mip_dual_bound", -res.fun))
-    return _solution(problem, c.names, c.b, choice, dual_bound, res, time.perf_counter() - t0)
+    prices = _lp_prices(obj, pick, scaled, c.names) if scaled is not None else {}
+    return _solution(problem, c.names, c.b, choice, dual_bound, res, time.perf_counter() - t0, prices)
+
+
+def _lp_prices(
+    obj: np.ndarray, pick: sp.csr_array, scaled: Scaled, names: tuple[str, ...]
+) -> dict[str, float]:
+    """Shadow price of each hard constraint (objective units per unit of the constraint): the duals of the LP
+    relaxation, undoing the row scaling. Empty when HiGHS does not solve the relaxation."""
+    a, b, scale = scaled
+    res = linprog(
+        -obj, A_ub=a, b_ub=b, A_eq=pick, b_eq=np.ones(pick.shape[0]), bounds=(0.0, 1.0), method="highs"
+    )
+    if res.status != 0:
+        return {}
+    marginals = np.asarray(res.ineqlin.marginals, float)  # d(-objective) / d(scaled limit), <= 0
+    return {name: max(0.0, -float(marginals[k]) / float(scale[k])) for k, name in enumerate(names)}
 
 
 def _solution(
@@ -75,8 +97,9 @@ def _solution(
     dual_bound: float,
     res: object,
     seconds: float,
+    prices: dict[str, float],
 ) -> Solution:
-    """Package a MILP answer as a `Solution` (objective in the problem's own sense; no multipliers)."""
+    """Package a MILP answer as a `Solution` (objective in the problem's own sense; LP-relaxation prices)."""
     r = np.arange(problem.n_queries)
     total_value = float(problem.value[r, choice].sum(dtype=np.float64))
     total_cost = float(problem.cost[r, choice].sum(dtype=np.float64))
@@ -106,4 +129,6 @@ def _solution(
         timed_out=status == 1,
         method="milp-highs",
     )
-    return Solution(choice, value, bound, gap, usage, limits, {}, (), stats, problem.objective)
+    tight = {n for n in names if abs(limits[n] - usage[n]) <= 1e-6 * max(abs(limits[n]), 1e-12)}
+    binding = tuple(n for n in names if prices.get(n, 0.0) > 0 or n in tight)
+    return Solution(choice, value, bound, gap, usage, limits, prices, binding, stats, problem.objective)

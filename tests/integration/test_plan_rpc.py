@@ -152,6 +152,8 @@ async def test_milp_method_matches_or_beats_the_lagrangian_plan(
     assert exact.totals.spend_usd <= cap * (1 + 1e-6)
     assert lag.objective_value <= exact.objective_value + 1e-6
     assert lag.bound >= exact.objective_value - 1e-6
+    prices = {p.constraint: p.price for p in exact.shadow_prices}  # the LP relaxation's duals
+    assert prices == pytest.approx({p.constraint: p.price for p in lag.shadow_prices}, rel=1e-6, abs=1e-9)
 
 
 async def test_every_assignment_explains_itself(stub: routing_pb2_grpc.RoutingServiceStub) -> None:

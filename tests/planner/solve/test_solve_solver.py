@@ -39,6 +39,24 @@ def test_spend_budget_is_met_and_gap_certified() -> None:
     assert s.stats.method == "lp-exact"
 
 
+def test_milp_reports_the_lp_relaxation_prices() -> None:
+    q, c, e = make_instance(300, 10, seed=2)
+    one = Problem(q, c, budget=between(c, 0.2))
+    exact, lag = solve_milp(one), solve(one)
+    assert exact.multipliers[SPEND] == pytest.approx(lag.multipliers[SPEND], rel=1e-9)
+    assert exact.binding == (SPEND,)
+    target = float(q.min(axis=1).mean() * 0.3 + q.max(axis=1).mean() * 0.7)
+    cheap = Problem(q, c, objective=Objective.MIN_COST, target_mean_value=target)
+    assert solve_milp(cheap).multipliers == pytest.approx(solve(cheap).multipliers, rel=1e-9)
+    two = Problem(
+        q, c, budget=between(c, 0.5), resources={"energy": e}, capacities={"energy": between(e, 0.1)}
+    )
+    prices = solve_milp(two).multipliers  # the Lagrangian's cutting planes get within a few percent of these
+    assert prices[SPEND] == 0.0 and prices["energy"] == pytest.approx(
+        solve(two).multipliers["energy"], rel=0.02
+    )
+
+
 def test_spend_and_energy_budgets() -> None:
     q, c, e = make_instance(200, 8, seed=4)
     p = Problem(q, c, budget=between(c, 0.5), resources={"energy": e}, capacities={"energy": between(e, 0.1)})
