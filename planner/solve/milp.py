@@ -28,9 +28,10 @@ Scaled = tuple[sp.csr_array, np.ndarray, np.ndarray]
 
 
 def solve_milp(
-    problem: Problem, *, time_limit_s: float | None = None, rel_gap: float = MIP_REL_GAP
+    problem: Problem, *, time_limit_s: float | None = None, rel_gap: float = MIP_REL_GAP, prices: bool = True
 ) -> Solution:
-    """Solve `problem` exactly with HiGHS branch and bound (or to `rel_gap` / the time limit).
+    """Solve `problem` exactly with HiGHS branch and bound (or to `rel_gap` / the time limit); `prices=False`
+    skips the LP relaxation that prices the constraints (the MILP alone, e.g. as a speed baseline).
 
     Raises InfeasibleError when no plan meets the hard constraints, PlannerError when HiGHS stops on its time
     limit without any feasible plan.
@@ -70,8 +71,8 @@ def solve_milp(
     choice = np.empty(c.n, dtype=np.int64)
     choice[rows[x]] = cols[x]
     dual_bound = -float(getattr(res, "mip_dual_bound", -res.fun))
-    prices = _lp_prices(obj, pick, scaled, c.names) if scaled is not None else {}
-    return _solution(problem, c.names, c.b, choice, dual_bound, res, time.perf_counter() - t0, prices)
+    duals = _lp_prices(obj, pick, scaled, c.names) if scaled is not None and prices else {}
+    return _solution(problem, c.names, c.b, choice, dual_bound, res, time.perf_counter() - t0, duals)
 
 
 def _lp_prices(
