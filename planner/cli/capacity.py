@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,12 +20,12 @@ from rich.table import Table
 from planner.catalog import PriceModel, load_catalog
 from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import InvalidArgumentError, PlannerError
-from simulator.capacity import Route, Slo
-from simulator.capacity_sim import plan_capacity
-from simulator.costmodel import CostModel
-from simulator.forecast import backtest, forecast
-from simulator.history import SpendHistory, runs_spend, synthetic_daily, trace_spend
-from simulator.workload import PoissonWorkload, TokenDist, TraceWorkload, Workload
+
+if TYPE_CHECKING:  # the simulator is imported by the commands that use it: `planner --help` stays fast
+    from simulator.capacity import Route
+    from simulator.costmodel import CostModel
+    from simulator.history import SpendHistory
+    from simulator.workload import Workload
 
 capacity_app = typer.Typer(name="capacity", help="Capacity planning.", no_args_is_help=True)
 app.add_typer(capacity_app, name="capacity")
@@ -35,6 +35,8 @@ DEFAULT_ROUTES = ["llama-3.1-70b:single:0.6", "llama-3.1-8b:cot:0.3", "llama-3.1
 
 
 def parse_routes(specs: list[str]) -> list[Route]:
+    from simulator.capacity import Route
+
     routes = []
     for i, spec in enumerate(specs):
         parts = spec.split(":")
@@ -59,6 +61,8 @@ def parse_counts(specs: list[str]) -> dict[str, int]:
 
 
 def _workload(trace: Path | None, time_scale: float, rate: float, duration: float) -> Workload:
+    from simulator.workload import PoissonWorkload, TokenDist, TraceWorkload
+
     if trace is not None:
         return TraceWorkload(str(trace), "azure", time_scale=time_scale)
     return PoissonWorkload(
@@ -92,6 +96,10 @@ def plan_command(
     as_json: JsonOption = False,
 ) -> None:
     """Cheapest fleet meeting the SLO for the load and policy, confirmed by discrete-event simulation."""
+    from simulator.capacity import Slo
+    from simulator.capacity_sim import plan_capacity
+    from simulator.costmodel import CostModel
+
     try:
         cat = load_catalog(catalog)
         targets = target or [g.name for g in cat.targets if g.price_model is not PriceModel.PER_TOKEN]
@@ -156,6 +164,9 @@ def forecast_command(
     as_json: JsonOption = False,
 ) -> None:
     """Spend forecast with prediction intervals, backtested (80%/95% coverage, MAPE vs seasonal naive)."""
+    from simulator.costmodel import CostModel
+    from simulator.forecast import backtest, forecast
+
     try:
         cm = CostModel(load_catalog(catalog))
         history, season = _history(cm, synthetic, days, seed, trace, tier, target, tenant, database_url_)
@@ -194,6 +205,8 @@ def _history(
     tenant: str | None,
     url: str | None,
 ) -> tuple[SpendHistory, int]:
+    from simulator.history import runs_spend, synthetic_daily, trace_spend
+
     if synthetic:
         return synthetic_daily(days, seed), 7
     if trace is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +19,10 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.cli.app import app
-from simulator.calibration import load_calibration
-from simulator.costmodel import CostModel
+
+# The cost model is imported when a command runs, so `planner --help` stays fast.
+if TYPE_CHECKING:
+    from simulator.costmodel import CostModel
 
 hardware_app = typer.Typer(name="hardware", help="Hardware performance & cost model.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
@@ -59,6 +61,9 @@ def price(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Unit costs (per token) of tiers on targets at their operating point."""
+    from simulator.calibration import load_calibration
+    from simulator.costmodel import CostModel
+
     model = CostModel(load_catalog(catalog), load_calibration(calibration), operating_batch=batch)
     rows = _unit_rows(model, tier, target)
     if as_json:

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.report import json_safe
 from planner.catalog import load_catalog
 from planner.cli.app import app
 from planner.errors import PlannerError
-from planner.ingest import preset
+
+if TYPE_CHECKING:  # pandas and the models are imported when the command runs: `planner --help` stays fast
+    import pandas as pd
 
 
 def load_runs(
     runs: Path | None, database_url: str | None, task: str | None, name_map: dict[str, str]
 ) -> pd.DataFrame:
     """Prepared runs from a CSV/Parquet file (ZeroEval column names accepted) or from the store."""
+    import pandas as pd
+
     from models.data import prepare_runs
+    from planner.ingest import preset
 
     if runs is not None:
         raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
@@ -89,6 +92,8 @@ def evaluate_policy(
     if as_json:
         out = report.to_dict()
         out["plot"] = str(plot) if plot else None
+        from models.report import json_safe
+
         typer.echo(json.dumps(json_safe(out)))
         return
     _print(report)

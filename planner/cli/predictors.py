@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,18 +19,11 @@ from rich.table import Table
 
 from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import FailedPreconditionError, PlannerError
-from planner.predictors import (
-    EvaluationMetrics,
-    TrainConfig,
-    TrainProgress,
-    TrainStage,
-    evaluate_version,
-    list_versions,
-    promote_version,
-    rollback_version,
-    train_predictor,
-)
-from planner.store import Database, PredictorVersion
+
+# The predictors and the store are imported when a command runs, so `planner --help` stays fast.
+if TYPE_CHECKING:
+    from planner.predictors import EvaluationMetrics, TrainConfig, TrainProgress
+    from planner.store import Database, PredictorVersion
 
 predictors_app = typer.Typer(
     help="Predictor registry: list, promote, roll back, evaluate, recalibrate.", no_args_is_help=True
@@ -42,6 +35,7 @@ def _open(url: str | None) -> tuple[Database, dict[str, str]]:
     """The store and the active catalog's run-name -> tier map."""
     from planner.server import initial_catalog
     from planner.settings import load_settings
+    from planner.store import Database
 
     db = Database(database_url(url))
     catalog, _ = initial_catalog(load_settings(), db)
@@ -142,6 +136,8 @@ def train_command(
     """Train a predictor on stored runs, evaluate it on held-out queries and store it (as a candidate)."""
     import grpc
 
+    from planner.predictors import TrainConfig, train_predictor
+
     try:
         params = _params(param or [])
         config = TrainConfig.create(kind, task, holdout, seed, params)
@@ -175,6 +171,7 @@ def train_command(
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
     """A progress callback drawing a bar on stderr (a no-op when disabled, e.g. with --json)."""
+
     if not enabled:
         yield lambda p: None
         return
@@ -194,6 +191,7 @@ def _train_remote(
     """Run the job on a server (`TrainPredictor`), relaying its progress; the final version as a dict."""
     import grpc
 
+    from planner.predictors import TrainProgress, TrainStage
     from planner.v1 import predictors_pb2 as pb
     from planner.v1 import predictors_pb2_grpc
 
@@ -228,6 +226,9 @@ def list_command(
     as_json: JsonOption = False,
 ) -> None:
     """Stored predictor versions, newest first."""
+    from planner.predictors import list_versions
+    from planner.store import Database
+
     try:
         versions, active = list_versions(Database(database_url(database_url_)), task)
     except PlannerError as exc:
@@ -264,6 +265,8 @@ def promote_command(
     """Make a stored version the active predictor."""
     import grpc
 
+    from planner.predictors import promote_version
+    from planner.store import Database
     from planner.v1 import predictors_pb2 as pb
 
     try:
@@ -292,6 +295,8 @@ def rollback_command(
     """Re-activate the version that was active before the current one."""
     import grpc
 
+    from planner.predictors import rollback_version
+    from planner.store import Database
     from planner.v1 import predictors_pb2 as pb
 
     try:
@@ -325,6 +330,8 @@ def evaluate_command(
     as_json: JsonOption = False,
 ) -> None:
     """Held-out metrics of a stored version, per tier and overall."""
+    from planner.predictors import evaluate_version
+
     try:
         db, names = _open(database_url_)
         ev = evaluate_version(db, version, task=task, holdout_fraction=holdout, seed=seed, run_name_map=names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,14 +14,19 @@ from rich.table import Table
 from planner.catalog import load_catalog
 from planner.cli.app import JsonOption, UrlOption, app, database_url, fail
 from planner.errors import PlannerError
-from planner.ingest import ImportProgress, import_file, preset
-from planner.store import Database, RunStore
+
+# The import pipeline and the store are imported when a command runs, so `planner --help` stays fast.
+if TYPE_CHECKING:
+    from planner.ingest import ImportProgress
+    from planner.store import Database
 
 runs_app = typer.Typer(help="Historical runs: import files, show statistics.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
 def _mapping(pairs: list[str], preset_name: str | None) -> dict[str, str]:
+    from planner.ingest import preset
+
     mapping = preset(preset_name) if preset_name else {}
     for pair in pairs:
         src, sep, dst = pair.partition("=")
@@ -44,6 +49,9 @@ def import_command(
     as_json: JsonOption = False,
 ) -> None:
     """Import a run file into the store (all or nothing; re-importing adds nothing)."""
+    from planner.ingest import import_file
+    from planner.store import Database
+
     try:
         mapping = _mapping(map_ or [], preset_name)
         db = Database(database_url(database_url_))
@@ -68,6 +76,8 @@ def import_command(
 def _import_with_bar(
     file: Path, db: Database, mapping: dict[str, str], chunk_size: int, defaults: dict[str, Any] | None
 ) -> Any:
+    from planner.ingest import import_file
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task_id = bar.add_task(
@@ -89,6 +99,8 @@ def stats_command(
     as_json: JsonOption = False,
 ) -> None:
     """Counts of runs, queries, models, tiers and tasks, and per-tier accuracy and output tokens."""
+    from planner.store import Database, RunStore
+
     try:
         stats = RunStore(Database(database_url(database_url_))).stats(task)
     except PlannerError as exc:
@@ -118,6 +130,7 @@ def demo_command(
 ) -> None:
     """Seed the store with the synthetic demo history (does nothing if demo runs are already there)."""
     from planner.demo import seed_demo
+    from planner.store import Database, RunStore
 
     try:
         db = Database(database_url(database_url_))

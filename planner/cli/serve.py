@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import grpc
 import structlog
 import typer
 
 from planner.catalog import Catalog
 from planner.cli.app import app
-from planner.demo import seed_demo
 from planner.errors import PlannerError
-from planner.logging import configure_logging
-from planner.server import initial_catalog, serve
-from planner.settings import load_settings
-from planner.store import Database, RunStore
+
+# The server and the store are imported when the command runs, so `planner --help` stays fast.
+if TYPE_CHECKING:
+    import grpc
+
+    from planner.store import Database
 
 log = structlog.get_logger(__name__)
 
 
 def seed_demo_if_empty(db: Database, catalog: Catalog) -> int:
     """Seed the synthetic demo history (`planner.demo.seed_demo`) when the store has no runs; runs written."""
+    from planner.demo import seed_demo
+    from planner.store import RunStore
+
     if RunStore(db).count() > 0:
         return 0
     return seed_demo(db, catalog)
@@ -35,6 +38,11 @@ def serve_command(
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo history if empty.")] = False,
 ) -> None:
     """Run the planner's gRPC server until SIGTERM / SIGINT."""
+    from planner.logging import configure_logging
+    from planner.server import initial_catalog, serve
+    from planner.settings import load_settings
+    from planner.store import Database
+
     try:
         settings = load_settings(address=address, database_url=database_url)
         configure_logging(settings)

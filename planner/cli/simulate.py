@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,10 +21,10 @@ from rich.table import Table
 from planner.catalog import load_catalog
 from planner.cli.app import app
 from planner.errors import InvalidArgumentError, PlannerError
-from simulator.report import HEADLINE, write_report
-from simulator.result import SimulationResult
-from simulator.scenario import Scenario, load_scenario
-from simulator.sweep import run_sweep
+
+if TYPE_CHECKING:  # the simulator is imported when a command runs: `planner --help` stays fast
+    from simulator.result import SimulationResult
+    from simulator.scenario import Scenario
 
 
 def _with_quality(scenario: Scenario, runs: Path) -> Scenario:
@@ -44,6 +44,8 @@ def _with_quality(scenario: Scenario, runs: Path) -> Scenario:
 
 
 def _load(paths: list[Path], replicates: int | None, seed: int | None, runs: Path | None) -> list[Scenario]:
+    from simulator.scenario import load_scenario
+
     out = []
     for p in paths:
         sc = load_scenario(p)
@@ -88,6 +90,8 @@ def _planner_runs(
 
 
 def _print(results: list[SimulationResult], report: Path | None) -> None:
+    from simulator.report import HEADLINE
+
     table = Table(title="simulation (mean over replicates)")
     table.add_column("metric")
     for r in results:
@@ -126,6 +130,9 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
 ) -> None:
     """Simulate scenario files and compare them (spend, latency, SLO, energy, CO2, quality)."""
+    from simulator.report import write_report
+    from simulator.sweep import run_sweep
+
     try:
         if policy not in ("fixed", "planner"):
             raise InvalidArgumentError.for_field("policy", policy, "must be 'fixed' or 'planner'")
