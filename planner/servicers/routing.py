@@ -2,10 +2,11 @@
 to `planner.servicers.planning.handle_plan`, the batch solver's handler), ReportOutcomes (actual costs move
 the ledger: `planner.store.outcomes`).
 
-The per-server `OnlineRouter` is built on first use and rebuilt when the catalog or the active predictor
-changes: forecaster = the active predictor (`state.predictor`), else a `models.baseline.PriorForecaster`
-fitted on the stored runs; ledger = `planner.store.Ledger` on the server's database (shared by replicas), or
-an in-process ledger without one; audit = `AuditWriter` over `planner.store.AuditLog`.
+The per-server `OnlineRouter` is built on first use and rebuilt in the background when the catalog or the
+active predictor changes (the current one answers meanwhile): forecaster = the active predictor
+(`state.predictor`), else a `models.baseline.PriorForecaster` fitted on the stored runs; ledger =
+`planner.store.Ledger` on the server's database (shared by replicas), or an in-process ledger without one;
+audit = `AuditWriter` over `planner.store.AuditLog`.
 
 Concurrent Route calls that arrive together are decided as one vectorised batch
 (`planner.servicers.coalesce.Coalescer`); a batch that fails is re-decided query by query so each call gets
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -44,6 +46,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_DECIDE_S = 0.002
 """Below this much time left in the call, deadline handling applies (fail, or cheapest-option fallback)."""
 MAX_BATCH = 100_000
+REBUILD_RETRY_S = 5.0
+"""After a failed background router rebuild, the current router serves this long before the next try."""
 
 _PERIODS = {
     common_pb2.BUDGET_PERIOD_HOUR: "hour",
@@ -256,6 +260,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         self.state = state
         self._lock = asyncio.Lock()
         self._key: tuple[str, int] | None = None
+        self._rebuild: asyncio.Future[None] | None = None
+        self._retry_at = 0.0
+        self._closed = False
         self.coalescer = Coalescer()
         self._audit: AuditWriter | None = None
         self._calls: dict[tuple[Any, ...], CallOptions] = {}
@@ -264,20 +271,45 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         state.closers.append(self.close)
 
     async def router(self, context: Ctx) -> OnlineRouter:
+        """The router of the current catalog and predictor. The first is built before the first call is
+        answered; after a catalog change or predictor swap the successor is built in the background while the
+        current router keeps answering (each decision names the predictor and catalog versions it used)."""
         st = self.state
         key = (st.catalog_version, id(st.predictor))
-        if st.router is not None and self._key == key:
+        if st.router is not None:
+            if self._key != key and self._rebuild is None and time.monotonic() >= self._retry_at:
+                self._rebuild = asyncio.ensure_future(self._replace(key))
             return st.router  # type: ignore[no-any-return]
         async with self._lock:
-            if st.router is None or self._key != key:
-                old = st.router
-                if self._audit is None and st.db is not None:
-                    self._audit = AuditWriter(AuditLog(st.db).write_many)
-                st.router = await st.run_blocking(context, _build_router, st, self._audit)
+            if st.router is None:
+                st.router = await st.run_blocking(context, _build_router, st, self._audit_writer())
                 self._key = key
-                if old is not None:
-                    await old.aclose(close_audit=False)
         return st.router  # type: ignore[no-any-return]
+
+    def _audit_writer(self) -> AuditWriter | None:
+        if self._audit is None and self.state.db is not None:
+            self._audit = AuditWriter(AuditLog(self.state.db).write_many)
+        return self._audit
+
+    async def _replace(self, key: tuple[str, int]) -> None:
+        """Build the successor router off the event loop, then swap it in and retire the old one."""
+        st = self.state
+        try:
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(st.executor, _build_router, st, self._audit_writer())
+        except Exception as exc:  # keep serving with the current router; retry after a pause
+            log.error("router.rebuild_failed", error=str(exc))
+            self._retry_at = time.monotonic() + REBUILD_RETRY_S
+            return
+        finally:
+            self._rebuild = None
+        if self._closed:
+            new.close()
+            return
+        old, st.router, self._key = st.router, new, key
+        log.info("router.replaced", predictor=new.predictor_version, catalog=new.catalog_version)
+        if old is not None:
+            await old.aclose(close_audit=False)
 
     def _tenants(self) -> tuple[str, ...]:
         version = self.state.catalog_version
@@ -287,6 +319,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
 
     def close(self) -> None:
         """Server shutdown: give the router's leases back and flush the audit log."""
+        self._closed = True
+        if self._rebuild is not None:
+            self._rebuild.cancel()
         if self.state.router is not None:
             self.state.router.close()
             self.state.router = None

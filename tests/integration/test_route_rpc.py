@@ -242,7 +242,7 @@ async def test_audit_is_flushed_on_shutdown(settings: Settings, db: Database) ->
     assert Ledger(db).spent("default", key).spent_usd == pytest.approx(total, rel=1e-6)
 
 
-async def test_a_predictor_swap_rebuilds_the_router_and_keeps_auditing(
+async def test_a_predictor_swap_rebuilds_the_router_in_the_background_and_keeps_auditing(
     settings: Settings, db: Database
 ) -> None:
     import pandas as pd
@@ -262,14 +262,24 @@ async def test_a_predictor_swap_rebuilds_the_router_and_keeps_auditing(
                 pd.DataFrame(demo_records(catalog, 60, 7))
             )
             state.predictor_version = "swapped"
-            after = await asyncio.gather(
+            # Calls right after the swap are answered at once by the current router while its successor is
+            # built in the background; within a few seconds decisions come from the new predictor.
+            during = await asyncio.gather(
                 *(stub.Route(routing_pb2.RouteRequest(query=query(f"w{i}"))) for i in range(2, 8))
             )
+            versions = [r.decision.predictor_version for r in during]
+            for i in range(400):
+                reply = await stub.Route(routing_pb2.RouteRequest(query=query(f"x{i}")), timeout=10)
+                versions.append(reply.decision.predictor_version)
+                if versions[-1] == "swapped":
+                    break
+                await asyncio.sleep(0.05)
     finally:
         await stop_server(srv, 0)
     assert before.predictor_version != "swapped"
-    assert {r.decision.predictor_version for r in after} == {"swapped"}
-    assert len(AuditLog(db).recent(limit=50)) == 7
+    assert set(versions) <= {before.predictor_version, "swapped"} and versions[-1] == "swapped"
+    assert versions == sorted(versions, key=lambda v: v == "swapped")  # never back to the old predictor
+    assert len(AuditLog(db).recent(limit=1000)) == 1 + len(versions)
 
 
 async def test_reported_outcomes_move_the_ledger_once(
