@@ -186,6 +186,9 @@ def main() -> None:
     parser.add_argument("--swap-ms", type=float, default=1000.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    from planner.logging import configure_logging
+
+    configure_logging(Settings(log_level="WARNING"))  # server logs: stderr, warnings only
     result = asyncio.run(run(args.data, args.calls, args.swap_ms))
     if args.json:
         print(json.dumps(result))
