@@ -34,6 +34,8 @@ TOKEN = re.compile(r"(?u)\b\w\w+\b")
 """scikit-learn's default token pattern (the vocabulary is fitted with it)."""
 
 CLIP = 6.0
+SMALL_BATCH = 32
+"""Up to this many texts are vectorised row by row; larger batches go through one sparse product."""
 """Standardised features are clipped to [-CLIP, CLIP]: an outlying prompt cannot push a linear model far
 outside the range it was trained on."""
 
@@ -168,19 +170,8 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
 
     def transform_one(self, query: Query) -> np.ndarray:
         """The same as `transform([query])[0]`, on the hot path (no validation, no sparse matrices)."""
-        vocab = self._vocabulary()
-        counts: dict[int, int] = {}
-        for term in _terms(query.prompt):
-            j = vocab.get(term)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        text = np.zeros(self.n_text_)
-        if counts:
-            idx = np.fromiter(counts.keys(), dtype=int, count=len(counts))
-            w = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * self.idf_[idx]
-            text = (w / math.sqrt(float(w @ w))) @ self.projection_[idx]
         cats, nums = self._side(query)
-        dense = np.concatenate([text, text_stats(query), cats, nums])
+        dense = np.concatenate([self._text_row(query.prompt), text_stats(query), cats, nums])
         return np.clip((dense - self.mean_) / self.scale_, -CLIP, CLIP)
 
     def feature_names(self) -> list[str]:
@@ -198,10 +189,30 @@ class QueryFeaturizer(BaseEstimator, TransformerMixin):
             self.__dict__["_vocab"] = vocab
         return vocab
 
+    def _text_row(self, text: str) -> np.ndarray:
+        """TF-IDF (sublinear, l2) x projection of one text: term counts in a dict, one small gather."""
+        vocab = self._vocabulary()
+        counts: dict[int, int] = {}
+        for term in _terms(text):
+            j = vocab.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.zeros(self.n_text_)
+        idx = np.fromiter(counts.keys(), dtype=int, count=len(counts))
+        w = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * self.idf_[idx]
+        return np.asarray((w / math.sqrt(float(w @ w))) @ self.projection_[idx])
+
     def _text(self, texts: Sequence[str]) -> np.ndarray:
-        """TF-IDF (sublinear, l2) x projection for a batch, as one sparse product."""
+        """TF-IDF (sublinear, l2) x projection for a batch: row by row up to `SMALL_BATCH` texts (scipy's
+        sparse constructors cost more than that much work), else one sparse product."""
         if self.n_text_ == 0:
             return np.zeros((len(texts), 0))
+        if len(texts) <= SMALL_BATCH:
+            return np.array([self._text_row(t) for t in texts]).reshape(len(texts), self.n_text_)
+        return self._text_sparse(texts)
+
+    def _text_sparse(self, texts: Sequence[str]) -> np.ndarray:
         get = self._vocabulary().get
         ids: list[int] = []
         lengths = np.zeros(len(texts), dtype=np.int64)

@@ -10,6 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 from models.api import Forecaster, Query
 from models.data import queries_from_frame
+from models.features import SMALL_BATCH
 from models.predictor import DifficultyPredictor
 from planner.catalog import Strategy, StrategyKind
 from planner.errors import InvalidArgumentError
@@ -103,3 +104,15 @@ def test_strategy_tokens_per_query_and_tier(fitted: DifficultyPredictor) -> None
     assert np.all(vote["output_p50"] > 2 * fc.output_tokens_p50)
     assert np.all(vote["output_p90"] >= vote["output_p50"])
     np.testing.assert_allclose(vote["input"], 30.0)
+
+
+def test_small_and_large_batches_vectorise_text_alike(
+    fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame
+) -> None:
+    texts = [q.prompt for q in queries_from_frame(gsm8k_small)[:40]] + ["", "zzz qqq unknownword", "7 + 5"]
+    featurizer = fitted.featurizer_
+    rows = np.array([featurizer._text_row(t) for t in texts])
+    np.testing.assert_allclose(rows, featurizer._text_sparse(texts), rtol=1e-10, atol=1e-12)
+    assert len(texts) > SMALL_BATCH  # `_text` takes the sparse path here and the row path for small batches
+    small, large = featurizer._text(texts[:5]), featurizer._text(texts)
+    np.testing.assert_allclose(small, large[:5], rtol=1e-10, atol=1e-12)
