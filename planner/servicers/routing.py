@@ -309,7 +309,10 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         old, st.router, self._key = st.router, new, key
         log.info("router.replaced", predictor=new.predictor_version, catalog=new.catalog_version)
         if old is not None:
-            await old.aclose(close_audit=False)
+            try:
+                await old.aclose(close_audit=False)
+            except Exception as exc:  # its unused leases stay reserved until the period ends
+                log.error("router.retire_failed", error=str(exc))
 
     def _tenants(self) -> tuple[str, ...]:
         version = self.state.catalog_version
