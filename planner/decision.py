@@ -45,22 +45,21 @@ class Decision:
 
     def to_record(self) -> DecisionRecord:
         """The audit record of this decision (built on the audit writer's thread)."""
-        d = self
-        exp = d.explanation.to_dict()
-        exp.update(cost_usd_p90=d.usd_p90, latency_p90_s=d.latency_p90_s, energy_j=d.energy_j)
+        exp = self.explanation.to_dict()
+        exp.update(cost_usd_p90=self.usd_p90, latency_p90_s=self.latency_p90_s, energy_j=self.energy_j)
         return DecisionRecord(
-            request_id=d.decision_id,
-            tenant=d.tenant,
-            query_id=d.query_id,
-            tier=d.option.tier,
-            strategy=d.option.strategy,
-            target=d.option.target,
-            expected_quality=d.expected_quality,
-            expected_cost_usd=d.usd,
+            request_id=self.decision_id,
+            tenant=self.tenant,
+            query_id=self.query_id,
+            tier=self.option.tier,
+            strategy=self.option.strategy,
+            target=self.option.target,
+            expected_quality=self.expected_quality,
+            expected_cost_usd=self.usd,
             explanation=exp,
-            catalog_version=d.catalog_version,
-            predictor_version=d.predictor_version,
-            created_at=d.decided_at,
+            catalog_version=self.catalog_version,
+            predictor_version=self.predictor_version,
+            created_at=self.decided_at,
         )
 
 

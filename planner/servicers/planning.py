@@ -31,6 +31,7 @@ from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleEr
 from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
 from planner.options import OptionArrays, OptionSet, QualityFn
 from planner.router import J_PER_KWH
+from planner.servicers.routing import PERIODS
 from planner.servicers.state import ServiceState
 from planner.solve import Objective, Solution, solve, solve_milp
 from planner.solve.batch import Batch, ConstraintKind, PlanSpec, build_batch, kind_of
@@ -41,12 +42,6 @@ from planner.v1 import common_pb2, routing_pb2
 DEFAULT_GAP = 1e-4
 SPENT_CAP = 1e-12
 """The cap left for a tenant whose period budget is spent (a cap of 0 means no cap)."""
-_PERIODS = {
-    common_pb2.BUDGET_PERIOD_HOUR: "hour",
-    common_pb2.BUDGET_PERIOD_DAY: "day",
-    common_pb2.BUDGET_PERIOD_WEEK: "week",
-    common_pb2.BUDGET_PERIOD_MONTH: "month",
-}
 MILP_MAX_ENTRIES = 200_000
 """SOLVER_METHOD_MILP is for small batches: at most this many feasible (query, option) pairs."""
 MAX_QUERIES = 1_000_000
@@ -84,7 +79,7 @@ async def handle_plan(
 ) -> routing_pb2.PlanResponse:
     """Serve one Plan call (see the module docstring)."""
     args = parse_plan_request(request, state.catalog)
-    if any(b.period in _PERIODS for b in request.tenant_budgets.values()):
+    if any(b.period in PERIODS for b in request.tenant_budgets.values()):
         if state.db is None:
             raise FailedPreconditionError("a tenant budget with a period needs a store with a ledger")
         now = datetime.now(UTC)
@@ -106,7 +101,7 @@ def remaining_budgets(
     spend, energy = dict(spec.tenant_spend_usd), dict(spec.tenant_energy_kwh)
     ledger = Ledger(db)
     for tenant, budget in request.tenant_budgets.items():
-        period = _PERIODS.get(budget.period)
+        period = PERIODS.get(budget.period)
         if period is None:
             continue
         spent = ledger.spent(tenant, period_key(now, period))

@@ -49,12 +49,13 @@ MAX_BATCH = 100_000
 REBUILD_RETRY_S = 5.0
 """After a failed background router rebuild, the current router serves this long before the next try."""
 
-_PERIODS = {
+PERIODS = {
     common_pb2.BUDGET_PERIOD_HOUR: "hour",
     common_pb2.BUDGET_PERIOD_DAY: "day",
     common_pb2.BUDGET_PERIOD_WEEK: "week",
     common_pb2.BUDGET_PERIOD_MONTH: "month",
 }
+"""API budget periods -> `planner.pacing` period names (also read by Plan's period budgets)."""
 _KINDS = {
     "none": routing_pb2.CONSTRAINT_KIND_NONE,
     "spend": routing_pb2.CONSTRAINT_KIND_SPEND,
@@ -136,7 +137,7 @@ def call_from_proto(
     budget = None
     if request.HasField("budget_override"):
         b = request.budget_override
-        period = _PERIODS.get(b.period)
+        period = PERIODS.get(b.period)
         if b.period == common_pb2.BUDGET_PERIOD_TOTAL or (period is None and b.period != 0):
             bad.append(FieldViolation("budget_override.period", b.period, "Route paces hour/day/week/month"))
         budget = Budget(

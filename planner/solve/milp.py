@@ -19,7 +19,15 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from planner.errors import InfeasibleError, PlannerError
 from planner.solve.canonical import canonical, to_dense
-from planner.solve.problem import QUALITY, SPEND, Objective, Problem, Solution, SolveStats
+from planner.solve.problem import (
+    QUALITY,
+    SPEND,
+    Objective,
+    Problem,
+    Solution,
+    SolveStats,
+    binding_constraints,
+)
 
 MIP_REL_GAP = 1e-9
 """Relative gap HiGHS must prove before it stops (short of its time limit)."""
@@ -130,6 +138,5 @@ def _solution(
         timed_out=status == 1,
         method="milp-highs",
     )
-    tight = {n for n in names if abs(limits[n] - usage[n]) <= 1e-6 * max(abs(limits[n]), 1e-12)}
-    binding = tuple(n for n in names if prices.get(n, 0.0) > 0 or n in tight)
+    binding = binding_constraints(names, prices, usage, limits)
     return Solution(choice, value, bound, gap, usage, limits, prices, binding, stats, problem.objective)

@@ -19,7 +19,7 @@ Arrays are used as given (no copy): float32 is fine and halves memory on large i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -128,6 +128,21 @@ class Solution:
     @property
     def mean_value(self) -> float:
         return self.value / max(len(self.choice), 1)
+
+
+def binding_constraints(
+    names: Sequence[str],
+    multipliers: Mapping[str, float],
+    usage: Mapping[str, float],
+    limits: Mapping[str, float],
+) -> tuple[str, ...]:
+    """The constraints with a positive shadow price, or used up to their limit (relative 1e-6)."""
+    return tuple(
+        name
+        for name in names
+        if multipliers.get(name, 0.0) > 0
+        or abs(limits[name] - usage[name]) <= 1e-6 * max(abs(limits[name]), 1e-12)
+    )
 
 
 def _violations(p: Problem) -> list[FieldViolation]:

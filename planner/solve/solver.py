@@ -22,7 +22,7 @@ from planner.errors import InfeasibleError, PlannerError
 from planner.solve.canonical import Canon, canonical, to_dense
 from planner.solve.dense import F64, I64, Dense, Point, compact, evaluate, lp_frontier, pareto_frontier
 from planner.solve.dual import DualResult, minimise
-from planner.solve.problem import QUALITY, Objective, Problem, Solution, SolveStats
+from planner.solve.problem import QUALITY, Objective, Problem, Solution, SolveStats, binding_constraints
 from planner.solve.rounding import repair, upgrade
 from planner.solve.screen import screen
 
@@ -263,11 +263,7 @@ def _finish(c: Canon, out: _Outcome, t0: float) -> Solution:
         value, bound = total_value, out.bound
         gap = max(bound - value, 0.0) / max(abs(bound), 1e-12)
     multipliers = {name: float(out.lam[k]) for k, name in enumerate(c.names)}
-    binding = tuple(
-        name
-        for name in c.names
-        if multipliers[name] > 0 or abs(limits[name] - usage[name]) <= 1e-6 * max(abs(limits[name]), 1e-12)
-    )
+    binding = binding_constraints(c.names, multipliers, usage, limits)
     stats = SolveStats(
         iterations=out.iterations,
         seconds=time.perf_counter() - t0,

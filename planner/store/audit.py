@@ -48,9 +48,6 @@ class DecisionRecord:
     correct: bool | None = None
     reported_at: datetime | None = None
 
-    def to_row(self) -> dict[str, Any]:
-        return dict(zip(_COLUMNS, self.to_params(), strict=True))
-
     def to_params(self, sqlite: bool = False) -> tuple[Any, ...]:
         """Column values in `_COLUMNS` order as the driver stores them (`sqlite`: timestamps as text)."""
         e = self.explanation

@@ -86,9 +86,6 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _ensure_row(self, conn: Connection, tenant: str, period: str) -> None:
-        _ensure_row(conn, tenant, period)
-
     def reserve(
         self,
         tenant: str,
@@ -114,7 +111,7 @@ class Ledger:
         if cap_energy_j is not None:
             stmt = stmt.where(c.energy_j + energy_j <= cap_energy_j)
         with self.db.begin() as conn:
-            self._ensure_row(conn, tenant, period)
+            _ensure_row(conn, tenant, period)
             return conn.execute(stmt).rowcount == 1
 
     def record(self, tenant: str, period: str, usd: float, energy_j: float = 0.0) -> None:

@@ -270,7 +270,7 @@ def test_audit_rows_read_back_as_sqlalchemy_would_have_written_them(db: Database
     core = replace(mine, request_id="core")
     AuditLog(db).write_many([mine])  # driver-level executemany
     with db.begin() as conn:  # SQLAlchemy's own insert, for reference
-        conn.execute(insert(DECISIONS), [core.to_row()])
+        conn.execute(insert(DECISIONS), [dict(zip(_COLUMNS, core.to_params(), strict=True))])
     got = {r.request_id: r for r in AuditLog(db).recent(tenant="t")}
     assert replace(got["fast"], request_id="core") == got["core"]
     assert got["fast"].explanation == {"a": [1, 2], "b": 1} and got["fast"].expected_cost_usd == 0.25
