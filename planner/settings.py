@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     """host:port the gRPC server binds; port 0 picks a free port."""
     catalog_path: Path | None = None
     """Catalog TOML file; None = the packaged default (or the active stored version)."""
+    price_table: Path | None = None
+    """API price CSV (`model, input_usd_per_mtok, output_usd_per_mtok`) pricing run models the catalog lacks
+    (`planner.derived_tiers`); None = recorded costs and sizes in model names only."""
     max_message_mb: int = Field(default=16, ge=1, le=1024)
     """Largest gRPC message accepted or sent, MiB."""
     grace_s: float = Field(default=5.0, ge=0, le=600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,6 +39,25 @@ def load_runs(
     return prepare_runs(frame, name_map)
 
 
+def runs_and_catalog(
+    runs: Path | None,
+    database_url: str | None,
+    task: str | None,
+    catalog: Path | None,
+    prices: Path | None,
+) -> tuple[Any, pd.DataFrame, tuple[str, ...]]:
+    """The catalog extended with a tier for every run model it does not know (`planner.derived_tiers`), the
+    prepared runs mapped onto it, and a note per derived tier."""
+    from planner.derived_tiers import extend_catalog, load_price_table, retier
+    from planner.settings import load_settings
+
+    cat = load_catalog(catalog)
+    frame = load_runs(runs, database_url, task, cat.run_name_map())
+    path = prices if prices is not None else load_settings().price_table
+    ext = extend_catalog(cat, frame, load_price_table(path) if path is not None else None)
+    return ext.catalog, retier(frame, ext.catalog), ext.notes
+
+
 @app.command("evaluate-policy")
 def evaluate_policy(
     runs: Annotated[
@@ -46,6 +66,13 @@ def evaluate_policy(
     database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
     task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="API price CSV (model, input_usd_per_mtok, output_usd_per_mtok) for run models the catalog "
+            "does not know; default: PLANNER_PRICE_TABLE."
+        ),
+    ] = None,
     predictor: Annotated[
         str, typer.Option(help="auto | prior | difficulty | difficulty+interaction")
     ] = "auto",
@@ -66,9 +93,8 @@ def evaluate_policy(
     from simulator.costmodel import CostModel
 
     try:
-        cat = load_catalog(catalog)
+        cat, frame, derived = runs_and_catalog(runs, database_url, task, catalog, prices)
         name_map = cat.run_name_map()
-        frame = load_runs(runs, database_url, task, name_map)
         report = evaluate(
             frame,
             cat,
@@ -79,6 +105,7 @@ def evaluate_policy(
             folds=folds,
             simulate=simulate,
         )
+        report = replace(report, notes=(*derived, *report.notes))
     except (PlannerError, ValueError) as exc:
         if as_json:
             typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))

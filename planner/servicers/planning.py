@@ -278,14 +278,15 @@ async def _options(state: ServiceState, context: Any, forecaster: Forecaster) ->
     # A DifficultyPredictor's strategy response (fitted sample correlation and strategy offsets); the closed
     # forms of models.strategies for forecasters without one.
     quality_fn = getattr(forecaster, "quality_fn", None)
-    options = await state.run_blocking(context, _build_options, state.catalog, tiers, quality_fn)
+    options = await state.run_blocking(context, _build_options, state, tiers, quality_fn)
     state.extras["planning.options"] = (key, options)
     return options
 
 
-def _build_options(catalog: Catalog, tiers: tuple[str, ...], quality_fn: QualityFn | None) -> OptionSet:
+def _build_options(state: ServiceState, tiers: tuple[str, ...], quality_fn: QualityFn | None) -> OptionSet:
     from simulator.costmodel import CostModel
 
+    catalog = state.catalog_for(tiers)  # run models the catalog lacks get derived tiers
     return OptionSet.build(catalog, CostModel(catalog), tiers, quality_fn=quality_fn)
 
 

@@ -240,6 +240,7 @@ def _build_router(state: ServiceState, audit: Any) -> OnlineRouter:
             )
         forecaster = PriorForecaster(catalog.run_name_map()).fit(frame)
         version = f"prior:{len(frame)}-runs"
+    catalog = state.catalog_for(forecaster.tiers)  # run models the catalog lacks get derived tiers
     # The active DifficultyPredictor's fitted strategy response; the closed forms for other forecasters.
     quality_fn = getattr(forecaster, "quality_fn", None)
     options = OptionSet.build(catalog, CostModel(catalog), forecaster.tiers, quality_fn=quality_fn)

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+import structlog
 
 from planner.catalog import Catalog
 from planner.settings import Settings
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class ServiceState:
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Called by `close` before the worker pool stops (e.g. to flush the routing audit log)."""
     executor: ThreadPoolExecutor = field(init=False)
+    _derived: dict[tuple[str, tuple[str, ...]], Catalog] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.catalog_version:
@@ -56,6 +59,30 @@ class ServiceState:
         self.catalog, self.catalog_toml, self.catalog_version = catalog, toml, catalog.content_hash()
         for listener in self.catalog_listeners:
             listener(catalog)
+
+    def catalog_for(self, tiers: Sequence[str]) -> Catalog:
+        """Blocking: the active catalog plus a derived tier for each of `tiers` (a forecaster's) it does not
+        know, priced from that model's stored runs, the `price_table` setting or its name
+        (`planner.derived_tiers`); cached per catalog version and set of unknown tiers."""
+        known = {t.name for t in self.catalog.tiers}
+        unknown = tuple(sorted(set(tiers) - known))
+        if not unknown or self.db is None:
+            return self.catalog
+        key = (self.catalog_version, unknown)
+        hit = self._derived.get(key)
+        if hit is None:
+            from planner.derived_tiers import extend_catalog, load_price_table
+            from planner.store import RunStore
+
+            path = self.settings.price_table
+            frame = RunStore(self.db).load_frame(models=unknown)
+            ext = extend_catalog(self.catalog, frame, load_price_table(path) if path is not None else None)
+            for note in ext.notes:
+                log.info("catalog.derived_tier", note=note)
+            hit = ext.catalog
+            self._derived.clear()
+            self._derived[key] = hit
+        return hit
 
     def time_budget(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds left for this call: the client's deadline, else `settings.default_deadline_s`."""
