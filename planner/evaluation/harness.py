@@ -5,10 +5,15 @@ default: every query is held out once), fits the forecaster on each training par
 held-out queries, runs the planner (budget sweep through `planner.solve`) and every baseline, adds the
 simulated strategy figures, and returns an `EvaluationReport` (JSON-ready via `to_dict`).
 
-Reference points: the best single model is the most accurate tier on the replayed queries (ex post, the
-strictest bar); APGR/CPT use strong = that model and weak = the cheapest tier. AIQ is taken over the cost
-range of the single models (cheapest to most expensive mean realised cost per query). The planner's headline
-plan at the best single model's cost has a hard budget of that model's realised mean cost per query.
+The planner and the oracle choose among every replay option: each tier's single pass and every (tier,
+strategy) whose outcomes the held-out runs record (`planner.evaluation.replay`); when recorded strategies
+include majority votes, the realised `uniform_self_consistency_realised` baseline is added. The single-model,
+random, threshold and kNN baselines stay over single-pass tiers.
+
+Reference points: the best single model is the most accurate tier's single pass on the replayed queries
+(ex post, the strictest bar); APGR/CPT use strong = that model and weak = the cheapest tier. AIQ is taken over
+the cost range of the single models (cheapest to most expensive mean realised cost per query). The planner's
+headline plan at the best single model's cost has a hard budget of that model's realised mean cost per query.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import pandas as pd
 
 from models.api import Forecaster
 from planner.catalog import Catalog
+from planner.errors import FailedPreconditionError
 from planner.evaluation import metrics, policies, simulated
 from planner.evaluation.policies import Point, PolicyResult
 from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, keyed, query_folds
+from planner.evaluation.strategy_figures import strategy_figures
 from planner.options import CostModelLike, QualityFn
 
 ForecasterFactory = Callable[[pd.DataFrame], Forecaster]
@@ -70,7 +77,8 @@ class EvaluationReport:
 
 
 def identity_quality(p_single: np.ndarray, strategy: object) -> np.ndarray:
-    """The strategy response of a single plain pass (the replay offers only those)."""
+    """A strategy response equal to the single-sample forecast (tests; the harness itself uses the
+    forecaster's fitted response, and the single pass is the forecast either way)."""
     return p_single
 
 
@@ -90,11 +98,16 @@ def evaluate(
     """Run the whole evaluation on prepared runs (see `models.data.prepare_runs`).
 
     `folds >= 2` cross-fits (every query held out once, forecast by the model trained on the other folds);
-    `folds == 1` holds out one seeded `test_fraction` of the queries."""
+    `folds == 1` holds out one seeded `test_fraction` of the queries. `quality_fn` overrides the strategy
+    response of each fold's fitted forecaster (default: its `quality_fn`, else the closed forms).
+
+    Raises FailedPreconditionError when fewer than two priced tiers with recorded single-pass outcomes remain
+    (no weak/strong pair to compare)."""
     splits = query_folds(keyed(runs), folds, seed, test_fraction)
     forecaster = CrossFitForecaster.fit(splits, forecaster_factory)
     test = pd.concat([s.test for s in splits], ignore_index=True)
-    replay = build_replay(catalog, cost_model, forecaster, test, quality_fn or identity_quality)
+    replay = build_replay(catalog, cost_model, forecaster, test, quality_fn)
+    _require_tiers(replay, runs)
     fold = np.array([forecaster.fold_of[q.query_id] for q in replay.queries], dtype=np.intp)
     singles = policies.single_models(replay)
     best = _best_single(singles)
@@ -102,7 +115,9 @@ def evaluate(
     best_cost = singles[best].points[0].cost
     ex_ante = policies.best_single_ex_ante(replay, splits, fold)
     extra = [best_cost, ex_ante.points[0].cost]
-    grid = policies.budget_grid(replay.predicted.usd, replay.predicted.quality, n_budgets, extra)
+    grid = policies.budget_grid(
+        replay.predicted.usd, replay.predicted.quality, n_budgets, extra, feasible=replay.feasible
+    )
     results = [
         policies.planner_sweep(replay, grid),
         *singles,
@@ -112,7 +127,12 @@ def evaluate(
         policies.oracle(replay),
         ex_ante,
     ]
+    self_consistency = policies.uniform_self_consistency_realised(replay)
+    if self_consistency is not None:
+        results.append(self_consistency)
     figures = _figures(replay, results, singles, best, weak, strong)
+    if replay.strategy_columns():
+        figures["recorded_strategies"] = strategy_figures(replay, results, figures)
     figures["targets"] = targets(figures)
     notes = list(replay.notes)
     if simulate:
@@ -141,9 +161,21 @@ def _best_single(singles: list[PolicyResult]) -> int:
     return max(range(len(pts)), key=lambda j: (pts[j].quality, -pts[j].cost))
 
 
+def _require_tiers(replay: Replay, runs: pd.DataFrame) -> None:
+    """At least two single-pass tiers: a weak/strong pair and a cost range to compare policies over."""
+    if replay.n_single >= 2:
+        return
+    with_runs = sorted(set(runs["tier"].astype(str)))
+    raise FailedPreconditionError(
+        f"the replay needs at least 2 priced tiers with recorded single-pass outcomes, {replay.n_single} "
+        f"remained ({list(replay.tiers)}) of {len(with_runs)} tiers with runs; {len(replay.options)} replay "
+        f"option(s). Why the others were left out: {'; '.join(replay.notes[:-1]) or 'no note'}"
+    )
+
+
 def _weak_strong(replay: Replay, best: int) -> tuple[int, int]:
     """Strong: the best single model; weak: the cheapest tier (by realised mean cost)."""
-    order = np.argsort(replay.realised_cost.mean(axis=0), kind="stable")
+    order = np.argsort(replay.realised_cost[:, : replay.n_single].mean(axis=0), kind="stable")
     weak = int(order[0]) if int(order[0]) != best else int(order[1])
     return weak, best
 
@@ -239,7 +271,8 @@ def resolution(replay: Replay, best: int, contender_pp: float = 2.0) -> dict[str
       `contender_pp` points of the best single model's: the choices that decide the top of the planner's
       curve. Near or below 0 the planner's per-query switching between near-equal tiers is noise, and plans
       that mix them promise more than they deliver (selection bias)."""
-    p, y = replay.predicted.quality, replay.realised_quality
+    k = replay.n_single
+    p, y = replay.predicted.quality[:, :k], replay.realised_quality[:, :k]
     means = p.mean(axis=0)
     others = [j for j in range(p.shape[1]) if j != best]
     contenders = [j for j in others if means[j] >= means[best] - contender_pp / 100]

@@ -27,6 +27,8 @@ from scipy.special import expit, logit
 
 from models.api import Forecast, Forecaster, Query
 from models.data import plain_runs, queries_from_frame
+from planner.catalog import Strategy
+from planner.evaluation.recorded import model_quality_fn
 from planner.evaluation.replay import KEY, CrossFitForecaster, keyed, query_folds, query_key
 
 EPS = 1e-4
@@ -107,6 +109,10 @@ class InteractionCalibrated:
         out = fc.p_correct.copy()
         out[:, cols] = np.clip(p0 + self.slope_[None, :] * (p - p0), 0.0, 1.0)
         return replace(fc, p_correct=out)
+
+    def quality_fn(self, p_single: np.ndarray, strategy: Strategy) -> np.ndarray:
+        """The wrapped forecaster's strategy response (the calibration changes only P(correct))."""
+        return model_quality_fn(self.base_)(p_single, strategy)
 
     def slopes(self) -> dict[str, float]:
         return {t: float(s) for t, s in zip(self.additive_.tiers, self.slope_, strict=True)}

@@ -5,15 +5,23 @@ choice, the realised mean quality and cost, and -- for the planner -- what the p
 
 - `planner_sweep`: the planner itself -- for each per-query budget of a sweep, the plan `planner.solve.solve`
   returns for (predicted quality, predicted cost) under that hard total budget; `planner_at_budget` one plan;
-- `single_models`: every tier on every query;
+- `single_models`: every tier's single pass on every query (never a strategy option);
 - `random_mix`: weak or strong at random with probability p (the RouteLLM random baseline);
+- `uniform_self_consistency_realised`: every recorded (tier, majority vote over N) applied to all queries,
+  from the recorded vote outcomes (on the queries where the vote was recorded when it was not recorded on
+  all of them: then a noisier estimate, and a biased one if the logs chose those queries by difficulty;
+  `strategy_figures` shows the same tier's single pass on the same queries to judge that);
 - `threshold_router`: RouteLLM-style strong/weak router -- a classifier (TF-IDF logistic regression)
   trained on the training split (cross-fitted like the planner's forecaster) scores P(weak model fails);
   queries scoring above a threshold go to the strong model;
 - `knn_router`: RouterBench-style kNN lambda-router -- per query, each tier's quality and cost are the means
   over its k nearest training queries (TF-IDF cosine; quality smoothed towards the tier's mean by a few
   pseudo-runs so ties at 100% do not decide), then argmax of quality - lambda x cost;
-- `oracle`: per query, the cheapest tier with the best realised outcome.
+- `oracle`: per query, the cheapest recorded option with the best realised outcome.
+
+The planner and the oracle choose among every replay option (single passes and recorded strategies, the
+latter only where recorded: the replay's availability mask); the threshold, kNN and random routers and the
+ex-ante best single route between single-pass tiers only (they are the published single-pass baselines).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 
+from planner.catalog import StrategyKind
 from planner.evaluation.metrics import Curve
 from planner.evaluation.replay import KEY, Replay, Split, keyed
 
@@ -81,57 +90,82 @@ def lambda_grid(cost: np.ndarray, n: int = 160) -> np.ndarray:
     return np.concatenate([[0.0], scale * np.geomspace(1e-4, 1e3, n)])
 
 
-def lagrangian_choice(value: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
-    """Per query, the option maximising value - lam x cost (ties: the cheaper option)."""
+def lagrangian_choice(
+    value: np.ndarray, cost: np.ndarray, lam: float, feasible: np.ndarray | None = None
+) -> np.ndarray:
+    """Per query, the feasible option maximising value - lam x cost (ties: the cheaper option)."""
     score = value - lam * cost
+    if feasible is not None:
+        score = np.where(feasible, score, -np.inf)
     best = score.max(axis=1, keepdims=True)
     tied = score >= best - 1e-12
     return np.where(tied, cost, np.inf).argmin(axis=1)
 
 
-def budget_grid(cost: np.ndarray, value: np.ndarray, n: int = 40, extra: Sequence[float] = ()) -> np.ndarray:
+def _min_cost(cost: np.ndarray, feasible: np.ndarray | None) -> np.ndarray:
+    return cost.min(axis=1) if feasible is None else np.where(feasible, cost, np.inf).min(axis=1)
+
+
+def budget_grid(
+    cost: np.ndarray,
+    value: np.ndarray,
+    n: int = 40,
+    extra: Sequence[float] = (),
+    feasible: np.ndarray | None = None,
+) -> np.ndarray:
     """Per-query budgets from the cheapest plan to the best-value plan (predicted), geometric, + `extra`."""
     rows = np.arange(cost.shape[0])
-    lo = float(cost.min(axis=1).mean())
-    hi = float(cost[rows, lagrangian_choice(value, cost, 0.0)].mean())
+    lo = float(_min_cost(cost, feasible).mean())
+    hi = float(cost[rows, lagrangian_choice(value, cost, 0.0, feasible)].mean())
     grid = np.geomspace(max(lo, 1e-15), max(hi, lo * 1.0001, 1e-15), n)
     grid[0] = lo
     return np.unique(np.concatenate([grid, np.asarray(extra, float)]))
 
 
 def plan_choice(
-    value: np.ndarray, cost: np.ndarray, budget_per_query: float, time_limit_s: float = 10.0
+    value: np.ndarray,
+    cost: np.ndarray,
+    budget_per_query: float,
+    time_limit_s: float = 10.0,
+    feasible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The budgeted plan of `planner.solve.solve` (total predicted spend <= budget x n), and the method used.
+    """The budgeted plan of `planner.solve.solve` (total predicted spend <= budget x n), and the method used;
+    `feasible` (n, m) masks options a query may not take (unrecorded strategies in a replay).
 
     A budget below the cheapest plan gets the cheapest plan (the solver would report it infeasible)."""
     n = value.shape[0]
-    floor = float(cost.min(axis=1).sum())
+    floor = float(_min_cost(cost, feasible).sum())
     total = max(budget_per_query * n, floor * (1 + 1e-12))
     try:
         from planner.solve import Problem, solve
     except ImportError:
-        return _lagrangian_fit(value, cost, total), "lagrangian-bisection (planner.solve not installed)"
-    solution = solve(Problem(value=value, cost=cost, budget=total), time_limit_s=time_limit_s)
+        return _lagrangian_fit(
+            value, cost, total, feasible
+        ), "lagrangian-bisection (planner.solve not installed)"
+    problem = Problem(value=value, cost=cost, budget=total, feasible=feasible)
+    solution = solve(problem, time_limit_s=time_limit_s)
     return np.asarray(solution.choice, dtype=np.intp), f"planner.solve ({solution.stats.method})"
 
 
-def _lagrangian_fit(value: np.ndarray, cost: np.ndarray, total: float) -> np.ndarray:
+def _lagrangian_fit(
+    value: np.ndarray, cost: np.ndarray, total: float, feasible: np.ndarray | None = None
+) -> np.ndarray:
     rows = np.arange(value.shape[0])
     for lam in lambda_grid(cost, 400):
-        choice = lagrangian_choice(value, cost, lam)
+        choice = lagrangian_choice(value, cost, lam, feasible)
         if cost[rows, choice].sum() <= total:
             return choice
-    return np.asarray(cost.argmin(axis=1), dtype=np.intp)
+    masked = cost if feasible is None else np.where(feasible, cost, np.inf)
+    return np.asarray(masked.argmin(axis=1), dtype=np.intp)
 
 
 def planner_sweep(replay: Replay, budgets: Sequence[float] | np.ndarray | None = None) -> PolicyResult:
     """The planner's budgeted plans (from its own predictions) over a sweep of per-query budgets."""
     q, c = replay.predicted.quality, replay.predicted.usd
-    grid = budget_grid(c, q) if budgets is None else np.asarray(budgets, float)
+    grid = budget_grid(c, q, feasible=replay.feasible) if budgets is None else np.asarray(budgets, float)
     points, method = [], ""
     for budget in grid:
-        choice, method = plan_choice(q, c, float(budget))
+        choice, method = plan_choice(q, c, float(budget), feasible=replay.feasible)
         points.append(_point(replay, float(budget), choice, promise=True))
     note = f"budget sweep (knob = predicted USD per query), plans by {method}"
     return PolicyResult("planner", "router", tuple(points), note=note)
@@ -140,7 +174,7 @@ def planner_sweep(replay: Replay, budgets: Sequence[float] | np.ndarray | None =
 def planner_at_budget(replay: Replay, budget_per_query: float) -> Point:
     """The planner's plan under a hard total budget of `budget_per_query` x n (in predicted USD)."""
     q, c = replay.predicted.quality, replay.predicted.usd
-    choice, _ = plan_choice(q, c, budget_per_query)
+    choice, _ = plan_choice(q, c, budget_per_query, feasible=replay.feasible)
     return _point(replay, budget_per_query, choice, promise=True)
 
 
@@ -155,7 +189,7 @@ def single_models(replay: Replay) -> list[PolicyResult]:
 def best_single_ex_ante(replay: Replay, splits: Sequence[Split], fold: np.ndarray) -> PolicyResult:
     """Per fold, the tier most accurate on that fold's *training* runs, on all its held-out queries: the
     single model a user would have picked with the information the planner had (ties: the cheaper)."""
-    mean_cost = replay.realised_cost.mean(axis=0)
+    mean_cost = replay.realised_cost[:, : replay.n_single].mean(axis=0)
     choice = np.zeros(replay.n, dtype=np.intp)
     picked = []
     for f, split in enumerate(splits):
@@ -285,14 +319,59 @@ def _train_costs(replay: Replay, train: pd.DataFrame) -> tuple[list[str], np.nda
     train = keyed(train)
     inp = train.drop_duplicates(KEY).set_index(KEY)["input_tokens"]
     ids = train.groupby([KEY, "tier"]).size().unstack("tier").index
-    cost = replay.options.metrics(inp.reindex(ids).to_numpy(float), out_tokens)["usd"]
+    cost = replay.single_options().metrics(inp.reindex(ids).to_numpy(float), out_tokens)["usd"]
     return texts, cost
 
 
 def oracle(replay: Replay) -> PolicyResult:
-    q, c = replay.realised_quality, replay.realised_cost
+    """Per query, the cheapest recorded option (single pass or strategy) with the best realised outcome."""
+    mask = replay.mask
+    q = np.where(mask, replay.realised_quality, -np.inf)
+    c = np.where(mask, replay.realised_cost, np.inf)
     best = q.max(axis=1, keepdims=True)
     choice = np.where(q >= best - 1e-12, c, np.inf).argmin(axis=1)
+    what = "option (single passes and recorded strategies)" if replay.strategy_columns() else "tier"
     return PolicyResult(
-        "oracle", "reference", (_point(replay, 0.0, choice),), note="cheapest best tier per query"
+        "oracle", "reference", (_point(replay, 0.0, choice),), note=f"cheapest best {what} per query"
     )
+
+
+def vote_columns(replay: Replay) -> list[int]:
+    """Replay columns of recorded majority-vote (self-consistency) options."""
+    kinds = [replay.options.strategies[int(i)].kind for i in replay.options.strategy_of]
+    return [j for j in replay.strategy_columns() if kinds[j] is StrategyKind.MAJORITY_VOTE]
+
+
+def subset_point(replay: Replay, j: int) -> tuple[Point, int]:
+    """Option `j` on every query where it was recorded (the mean over those), and how many they are."""
+    rows = np.flatnonzero(replay.mask[:, j])
+    choice = np.full(replay.n, j, dtype=np.intp)
+    point = Point(
+        float(j),
+        choice,
+        float(replay.realised_quality[rows, j].mean()),
+        float(replay.realised_cost[rows, j].mean()),
+        float(replay.predicted.quality[rows, j].mean()),
+        float(replay.predicted.usd[rows, j].mean()),
+    )
+    return point, int(rows.size)
+
+
+def uniform_self_consistency_realised(replay: Replay) -> PolicyResult | None:
+    """Every recorded (tier, majority vote) on all queries, as points from its recorded outcomes (None when
+    no vote is recorded). Where a vote was recorded on only part of the queries its point is the mean over
+    those queries (said in the note)."""
+    cols = vote_columns(replay)
+    if not cols:
+        return None
+    points, partial = [], []
+    for j in cols:
+        point, covered = subset_point(replay, j)
+        points.append(point)
+        if covered < replay.n:
+            partial.append(f"{replay.options.options[j].label()}: {covered}/{replay.n}")
+    labels = sorted({replay.options.options[j].strategy for j in cols})
+    note = f"realised: every tier x {labels} on all queries, from recorded outcomes"
+    if partial:
+        note += f"; recorded on part of the queries only (point = mean over those): {partial}"
+    return PolicyResult("uniform_self_consistency_realised", "router", tuple(points), note=note)

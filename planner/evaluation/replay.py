@@ -1,27 +1,36 @@
 """Replay data: a query-level split of historical runs and the realised outcome and cost of every option.
 
-The replay only offers options whose outcome on a held-out query is *recorded*: for each tier with runs, its
-plain single-pass strategy on the tier's cheapest feasible target (cheapest at the tier's median tokens).
-Strategies with no recorded runs (majority vote, best-of-N, search, revisions on a single-sample data set)
-have no realised outcome, so they are left out of the realised figures rather than simulated.
+The replay only offers options whose outcome on a held-out query is *recorded*:
+- for each tier with runs, its plain single-pass strategy on the tier's cheapest feasible target (cheapest at
+  the probe lengths of `_replay_options`), recorded on every replay query (the first `len(tiers)` columns);
+- for each (tier, catalog strategy) whose held-out runs cover enough of the replay queries (chain of thought,
+  majority vote, best-of-N, revisions... logged as runs of that strategy), that strategy on its cheapest
+  feasible target, *available only on the queries where it was recorded* (`Replay.available`; see
+  `planner.evaluation.recorded` for the coverage rule, the token convention and why a mask rather than
+  dropping queries). Strategies with no recorded runs have no realised outcome, so they are left out of the
+  realised figures (`planner.evaluation.simulated` simulates them, apart).
 
 - realised quality of (query, tier) = mean recorded score over the tier's runs of that query (several run
   names of one tier, e.g. three hosted copies of one model, are averaged: the expected score of picking one
   at random);
-- realised cost = the one cost model (`OptionSet.metrics`) at the recorded input and output tokens;
-- predicted quality and cost = the forecaster's forecast priced by the same `OptionSet`.
+- realised quality of (query, tier, strategy) = mean recorded score of that strategy's runs on the query;
+- realised cost = the one cost model (`OptionSet.metrics`) at the recorded input and output tokens (a
+  strategy run's output tokens are its total, divided by the strategy's output multiplier before pricing);
+- predicted quality and cost = the forecaster's forecast priced by the same `OptionSet`, strategy quality
+  by the forecaster's own fitted strategy response (per fold when cross-fitted).
 
 With cross-fitting (`query_folds` with k folds and `CrossFitForecaster`) every query is held out once: its
 forecast comes from the forecaster trained on the other folds, so the replay covers all queries out of fold
 (k-fold cross-fitting; a smaller sampling error on the realised means than one 30% split).
-Tiers missing outcomes on more than `max_missing` of the held-out queries are dropped; queries still missing
-an outcome are dropped too (both reported in `Replay.notes`).
+Tiers missing single-pass outcomes on more than `max_missing` of the held-out queries are dropped; queries
+still missing a single-pass outcome are dropped too (both reported in `Replay.notes`). A missing strategy
+outcome drops nothing: that option is just unavailable on that query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -30,6 +39,12 @@ from models.api import Forecast, Forecaster, Query
 from models.data import queries_from_frame, query_keys
 from planner.catalog import Catalog, StrategyKind
 from planner.errors import FailedPreconditionError
+from planner.evaluation.recorded import (
+    RecordedOption,
+    model_quality_fn,
+    recorded_strategies,
+    replay_quality_fn,
+)
 from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn, lognormal_mean
 
 
@@ -115,7 +130,11 @@ class CrossFitForecaster:
 
 @dataclass(frozen=True)
 class Replay:
-    """Held-out queries x replay options: realised and predicted quality and cost (all (n, k) arrays)."""
+    """Held-out queries x replay options: realised and predicted quality and cost (all (n, m) arrays).
+
+    Columns `0 .. len(tiers) - 1` are each tier's single pass (recorded on every replay query); the columns
+    after them are recorded (tier, strategy) options, available only where `available` is True (realised
+    quality and cost are NaN elsewhere)."""
 
     queries: tuple[Query, ...]
     options: OptionSet
@@ -127,15 +146,49 @@ class Replay:
     forecast: Forecast
     """The (out-of-fold) forecast of the replay queries, in replay query order."""
     realised_output_tokens: np.ndarray
-    """Recorded output tokens of each (query, replay option)'s single pass (tier median where unrecorded)."""
+    """Recorded output tokens of each (query, tier)'s single pass, (n, len(tiers)) (tier median where
+    unrecorded)."""
+    available: np.ndarray | None = None
+    """(n, m) bool: the option's outcome on the query is recorded; None = every option everywhere."""
 
     @property
     def n(self) -> int:
         return len(self.queries)
 
+    @property
+    def n_single(self) -> int:
+        """Number of single-pass columns (the first ones, one per tier, in `tiers` order)."""
+        return len(self.tiers)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(n, m) availability (all True when every option is recorded on every query)."""
+        if self.available is None:
+            return np.ones(self.realised_quality.shape, dtype=bool)
+        return self.available
+
+    @property
+    def feasible(self) -> np.ndarray | None:
+        """The availability mask for the solver; None when every option is available."""
+        if self.available is None or bool(self.available.all()):
+            return None
+        return self.available
+
+    def single_options(self) -> OptionSet:
+        """The option set of the single-pass columns only."""
+        if len(self.options) == self.n_single:
+            return self.options
+        return self.options.restrict(list(range(self.n_single)))
+
+    def strategy_columns(self) -> list[int]:
+        """Columns of the recorded non-single (tier, strategy) options."""
+        return list(range(self.n_single, len(self.options)))
+
     def realise(self, choice: np.ndarray) -> tuple[float, float]:
-        """Mean realised (quality, cost per query) of a per-query option choice."""
+        """Mean realised (quality, cost per query) of a per-query option choice (recorded options only)."""
         rows = np.arange(self.n)
+        if self.available is not None and not bool(self.available[rows, choice].all()):
+            raise ValueError("the choice picks an option whose outcome is not recorded on some query")
         return (
             float(self.realised_quality[rows, choice].mean()),
             float(self.realised_cost[rows, choice].mean()),
@@ -181,61 +234,185 @@ def build_replay(
     test: pd.DataFrame,
     quality_fn: QualityFn | None = None,
     max_missing: float = 0.05,
+    min_strategy_coverage: float = 0.05,
 ) -> Replay:
-    """Realised and predicted arrays for the held-out runs `test` (a prepared frame, single-pass runs)."""
+    """Realised and predicted arrays for the held-out runs `test` (a prepared frame).
+
+    `quality_fn` overrides the strategy response of the forecaster's fitted model(s) (see
+    `planner.evaluation.recorded`); the single pass is priced at the forecast P(correct) either way."""
     single = single_strategy_name(catalog)
-    plain = keyed(test[test["strategy"] == single])
+    test = keyed(test)
+    plain = test[test["strategy"] == single]
     notes: list[str] = []
-    catalog_tiers = {t.name for t in catalog.tiers}
-    known = [t for t in forecaster.tiers if t in catalog_tiers and t in set(plain["tier"])]
-    unpriced = sorted(set(plain["tier"]) - catalog_tiers)
-    if unpriced:
-        notes.append(f"tiers with runs but not in the catalog (no price, left out): {unpriced}")
-    ids = list(dict.fromkeys(plain[KEY]))
-    quality = _pivot(plain, "score", ids, known)
-    missing_share = np.isnan(quality).mean(axis=0)
-    keep_tiers = [t for t, m in zip(known, missing_share, strict=True) if m <= max_missing]
-    dropped = [t for t, m in zip(known, missing_share, strict=True) if m > max_missing]
-    if dropped:
-        notes.append(
-            f"tiers missing outcomes on > {max_missing:.0%} of held-out queries (left out): {dropped}"
-        )
-    if not keep_tiers:
-        raise FailedPreconditionError(
-            "no tier with recorded outcomes on the held-out queries is in the catalog"
-        )
-    quality = _pivot(plain, "score", ids, keep_tiers)
-    out_tokens = _pivot(plain, "output_tokens", ids, keep_tiers)
-    complete = ~np.isnan(quality).any(axis=1)
-    if not complete.all():
-        notes.append(f"{int((~complete).sum())} held-out queries lack an outcome for some tier (left out)")
-    ids = [q for q, ok in zip(ids, complete, strict=True) if ok]
-    quality, out_tokens = quality[complete], out_tokens[complete]
+    tiers, ids, quality, out_tokens = _single_outcomes(catalog, forecaster, plain, max_missing, notes)
     order = {query_key(q): q for q in queries_from_frame(plain)}
     queries = [order[i] for i in ids]
-    options = _cheapest_target_options(catalog, cost_model, forecaster.tiers, keep_tiers, single, quality_fn)
-    col_of_tier = [list(options.forecast_tiers).index(o.tier) for o in options.options]
-    assert [options.forecast_tiers[c] for c in col_of_tier] == keep_tiers
+    recorded = recorded_strategies(catalog, test, KEY, single, tiers, ids, min_strategy_coverage, notes)
+    options, recorded = _replay_options(catalog, cost_model, forecaster.tiers, tiers, single, recorded, notes)
     forecast = forecaster.forecast(queries)
-    predicted = options.price(forecast)
-    out_tokens = _fill_tokens(out_tokens, forecast, keep_tiers, notes)
+    options, predicted = _predicted(options, forecaster, forecast, queries, quality_fn)
+    out_tokens = _fill_tokens(out_tokens, forecast, tiers, notes)
     inp = np.array([q.input_tokens for q in queries], float)
-    cost = options.metrics(inp, out_tokens)["usd"]
-    notes.append(
-        "replay options: single-pass strategy only (no recorded outcomes for other strategies), "
-        "each tier on its cheapest feasible target: "
-        + ", ".join(f"{o.tier}@{o.target}" for o in options.options)
-    )
+    realised, tokens, available = _realised_arrays(options, tiers, quality, out_tokens, recorded, notes)
+    cost = np.where(available, options.metrics(inp, tokens)["usd"], np.nan)
+    notes.append(_options_note(options, available, len(tiers)))
     return Replay(
         tuple(queries),
         options,
-        tuple(keep_tiers),
-        quality,
+        tuple(tiers),
+        realised,
         cost,
         predicted,
         tuple(notes),
         forecast,
         out_tokens,
+        available if len(options) > len(tiers) else None,
+    )
+
+
+def _single_outcomes(
+    catalog: Catalog, forecaster: Forecaster, plain: pd.DataFrame, max_missing: float, notes: list[str]
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The priced tiers with single-pass outcomes on enough held-out queries, the queries where every one of
+    them has an outcome, and their (n, tiers) mean score and output tokens."""
+    catalog_tiers = {t.name for t in catalog.tiers}
+    with_runs = set(plain["tier"])
+    known = [t for t in forecaster.tiers if t in catalog_tiers and t in with_runs]
+    unpriced = sorted(with_runs - catalog_tiers)
+    if unpriced:
+        notes.append(f"tiers with runs but not in the catalog (no price, left out): {unpriced}")
+    ids = list(dict.fromkeys(plain[KEY]))
+    quality = _pivot(plain, "score", ids, known)
+    missing_share = np.isnan(quality).mean(axis=0) if len(ids) else np.ones(len(known))
+    keep = [t for t, m in zip(known, missing_share, strict=True) if m <= max_missing]
+    dropped = [t for t, m in zip(known, missing_share, strict=True) if m > max_missing]
+    if dropped:
+        notes.append(
+            f"tiers missing outcomes on > {max_missing:.0%} of held-out queries (left out): {dropped}"
+        )
+    if not keep:
+        unknown = len(with_runs & catalog_tiers) - len(known)
+        raise FailedPreconditionError(
+            "no tier with recorded single-pass outcomes on the held-out queries is priced: "
+            f"{len(with_runs)} tiers with runs, {len(unpriced)} not in the catalog, {unknown} unknown to the "
+            f"forecaster, {len(dropped)} missing outcomes on > {max_missing:.0%} of queries"
+        )
+    quality = _pivot(plain, "score", ids, keep)
+    out_tokens = _pivot(plain, "output_tokens", ids, keep)
+    complete = ~np.isnan(quality).any(axis=1)
+    if not complete.all():
+        notes.append(f"{int((~complete).sum())} held-out queries lack an outcome for some tier (left out)")
+    if not complete.any():
+        raise FailedPreconditionError(
+            f"none of the {len(ids)} held-out queries has a single-pass outcome for every kept tier {keep}"
+        )
+    ids = [q for q, ok in zip(ids, complete, strict=True) if ok]
+    return keep, ids, quality[complete], out_tokens[complete]
+
+
+def _replay_options(
+    catalog: Catalog,
+    cost_model: CostModelLike,
+    forecaster_tiers: Sequence[str],
+    tiers: Sequence[str],
+    single: str,
+    recorded: list[RecordedOption],
+    notes: list[str],
+) -> tuple[OptionSet, list[RecordedOption]]:
+    """Each tier's single pass, then each recorded (tier, strategy), each on its cheapest feasible target
+    (cheapest at 200 input and 300 plain output tokens); recorded pairs with no feasible target are noted."""
+    names = list(dict.fromkeys([single, *(r.strategy for r in recorded)]))
+    full = OptionSet.build(catalog, cost_model, forecaster_tiers, strategies=names)
+    probe = full.metrics(np.array([200.0]), np.full((1, len(full)), 300.0))["usd"][0]
+    cheapest: dict[tuple[str, str], int] = {}
+    for o in full.options:
+        key = (o.tier, o.strategy)
+        if key not in cheapest or probe[o.index] < probe[cheapest[key]]:
+            cheapest[key] = o.index
+    feasible = [r for r in recorded if (r.tier, r.strategy) in cheapest]
+    if len(feasible) < len(recorded):
+        lost = [f"{r.tier}/{r.strategy}" for r in recorded if (r.tier, r.strategy) not in cheapest]
+        notes.append(f"recorded (tier, strategy) pairs with no feasible catalog target (left out): {lost}")
+    keep = [cheapest[(t, single)] for t in tiers] + [cheapest[(r.tier, r.strategy)] for r in feasible]
+    return full.restrict(keep), feasible
+
+
+def _predicted(
+    options: OptionSet,
+    forecaster: Forecaster,
+    forecast: Forecast,
+    queries: Sequence[Query],
+    quality_fn: QualityFn | None,
+) -> tuple[OptionSet, OptionArrays]:
+    """Options priced from the forecast; strategy quality from each query's own (out-of-fold) model."""
+    if quality_fn is not None or not isinstance(forecaster, CrossFitForecaster):
+        options = replace(options, quality_fn=replay_quality_fn(quality_fn or model_quality_fn(forecaster)))
+        return options, options.price(forecast)
+    models = forecaster.forecasters
+    options = replace(options, quality_fn=replay_quality_fn(model_quality_fn(models[0])))
+    priced = options.price(forecast)
+    if all(o.strategy == options.options[0].strategy for o in options.options):
+        return options, priced  # single passes only: the forecast itself, whichever fold
+    fold = np.array([forecaster.fold_of[q.query_id] for q in queries], dtype=np.intp)
+    quality = priced.quality.copy()
+    for f, model in enumerate(models):
+        rows = np.flatnonzero(fold == f)
+        if rows.size:
+            own = replace(options, quality_fn=replay_quality_fn(model_quality_fn(model)))
+            quality[rows] = own.quality(forecast.p_correct[rows])
+    return options, replace(priced, quality=quality)
+
+
+def _realised_arrays(
+    options: OptionSet,
+    tiers: Sequence[str],
+    quality: np.ndarray,
+    out_tokens: np.ndarray,
+    recorded: Sequence[RecordedOption],
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, m) realised quality (NaN where unrecorded), plain single-sample output tokens to price at, and
+    availability. A strategy run's recorded tokens are its total: divided by the option's multiplier."""
+    n, k = quality.shape
+    m = len(options)
+    realised = np.full((n, m), np.nan)
+    realised[:, :k] = quality
+    tokens = np.empty((n, m))
+    tokens[:, :k] = out_tokens
+    available = np.ones((n, m), dtype=bool)
+    no_tokens = 0
+    for j, rec in enumerate(recorded, start=k):
+        option = options.options[j]
+        assert (option.tier, option.strategy) == (rec.tier, rec.strategy)
+        realised[:, j] = rec.score
+        available[:, j] = np.isfinite(rec.score)
+        per_sample = rec.output_tokens / option.output_multiplier
+        plain = out_tokens[:, list(tiers).index(rec.tier)]
+        unrecorded = ~np.isfinite(per_sample) & available[:, j]
+        no_tokens += int(unrecorded.sum())
+        tokens[:, j] = np.where(np.isfinite(per_sample), per_sample, plain)
+    if no_tokens:
+        notes.append(
+            f"{no_tokens} strategy outcomes without output tokens: priced at the tier's single-pass tokens "
+            "x the strategy's output multiplier"
+        )
+    return realised, tokens, available
+
+
+def _options_note(options: OptionSet, available: np.ndarray, n_single: int) -> str:
+    where = ", ".join(f"{o.tier}@{o.target}" for o in options.options[:n_single])
+    if len(options) == n_single:
+        return (
+            "replay options: single-pass strategy only (no other catalog strategy recorded on enough "
+            f"held-out queries), each tier on its cheapest feasible target: {where}"
+        )
+    n = available.shape[0]
+    recorded = ", ".join(
+        f"{o.label()} ({int(available[:, o.index].sum())}/{n} queries)" for o in options.options[n_single:]
+    )
+    return (
+        f"replay options: each tier's single pass on its cheapest feasible target ({where}); recorded "
+        f"strategies, each available only on the queries where it was recorded: {recorded}"
     )
 
 
@@ -261,20 +438,3 @@ def _fill_tokens(
     if (missing & ~none[None, :]).any():
         notes.append(f"{int((missing & ~none[None, :]).sum())} outcomes without output tokens: tier median")
     return out
-
-
-def _cheapest_target_options(
-    catalog: Catalog,
-    cost_model: CostModelLike,
-    forecaster_tiers: Sequence[str],
-    tiers: Sequence[str],
-    single: str,
-    quality_fn: QualityFn | None,
-) -> OptionSet:
-    full = OptionSet.build(catalog, cost_model, forecaster_tiers, quality_fn=quality_fn, strategies=[single])
-    probe = full.metrics(np.array([200.0]), np.full((1, len(full)), 300.0))["usd"][0]
-    keep: list[int] = []
-    for tier in tiers:
-        cols = [o.index for o in full.options if o.tier == tier]
-        keep.append(min(cols, key=lambda j: probe[j]))
-    return full.restrict(keep)

@@ -1,7 +1,9 @@
 """Simulated figures for strategies the runs never recorded (majority vote, best-of-N, search, revisions).
 
-The historical runs hold one sample per (query, model) and strategy `single` only, so the outcome of a
-multi-sample strategy on a held-out query is not observed. These figures are therefore *simulated*, and
+Where the historical runs hold one sample per (query, model) and strategy `single` only (GSM8K), the outcome
+of a multi-sample strategy on a held-out query is not observed; where they do record strategies, the realised
+replay uses them (`planner.evaluation.recorded`) and this module still simulates every catalog strategy on
+every query from the single passes alone. These figures are therefore *simulated*, and
 reported apart from the realised ones (`PolicyResult.realised = False`):
 
 - the reference success probability of each held-out (query, tier) is an item-response fit on the held-out
@@ -56,10 +58,11 @@ class Simulation:
 
 def reference_probabilities(replay: Replay, c: float = 10.0) -> np.ndarray:
     """Per (query, tier) single-sample success probability from an item-response fit on held-out outcomes."""
-    n, k = replay.realised_quality.shape
+    single = replay.realised_quality[:, : replay.n_single]
+    n, k = single.shape
     q_idx, t_idx = np.indices((n, k))
     q_idx, t_idx = q_idx.ravel(), t_idx.ravel()
-    score = replay.realised_quality.ravel()
+    score = single.ravel()
     design = sparse.hstack(
         [
             sparse.csr_matrix((np.ones(n * k), (np.arange(n * k), q_idx)), shape=(n * k, n)),
@@ -89,7 +92,7 @@ def build_simulation(catalog: Catalog, cost_model: CostModelLike, replay: Replay
     p_ref = reference_probabilities(replay)
     inp = np.array([q.input_tokens for q in replay.queries], float)
     cost = options.metrics(inp, replay.realised_output_tokens[:, options.tier_col])["usd"]
-    gap = np.abs(p_ref.mean(axis=0) - replay.realised_quality.mean(axis=0)).mean() * 100
+    gap = np.abs(p_ref.mean(axis=0) - replay.realised_quality[:, : replay.n_single].mean(axis=0)).mean() * 100
     return Simulation(options, predicted.quality, predicted.usd, options.quality(p_ref), cost, float(gap))
 
 
