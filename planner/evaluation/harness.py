@@ -271,7 +271,7 @@ def resolution(replay: Replay, best: int, contender_pp: float = 2.0) -> dict[str
       `contender_pp` points of the best single model's: the choices that decide the top of the planner's
       curve. Near or below 0 the planner's per-query switching between near-equal tiers is noise, and plans
       that mix them promise more than they deliver (selection bias)."""
-    k = replay.n_single
+    k = len(replay.tiers)  # the single-pass columns
     p, y = replay.predicted.quality[:, :k], replay.realised_quality[:, :k]
     means = p.mean(axis=0)
     others = [j for j in range(p.shape[1]) if j != best]

@@ -18,10 +18,15 @@
 | correct | 0/1 | one of correct/score | also true/false |
 | score | float in [0, 1] | one of correct/score | derived from correct when missing |
 | input_tokens | int >= 0 | no | derived as ceil(prompt_chars / 4) when missing |
-| output_tokens | int >= 0 | no | derived as ceil(output_chars / 4) when missing |
+| output_tokens | int >= 0 | no | ceil(output_chars / 4) when missing; a strategy's TOTAL (see below) |
 | cost_usd, latency_s, energy_j | float >= 0 | no | left empty when missing |
 | timestamp | ISO 8601 datetime | no | stored in UTC (naive times are read as UTC) |
 | tenant | str | no (default "default") | |
+
+For a run of a non-single strategy, `output_tokens` is everything the strategy generated (every sample,
+revision round and verifier pass: about 5x a plain answer for vote5, 3x for cot); consumers divide it by the
+strategy's `output_multiplier` to get the plain single-sample length the cost model prices
+(`planner.evaluation.recorded`).
 
 Idempotency key: (task, query_id, model, strategy, target, sample_index). Columns outside the schema are
 ignored (and listed in the import result); `mapping` renames source columns onto canonical ones first.
