@@ -15,6 +15,10 @@
 4. **size in the name** (`72B`, `3.8b`, `8x7B`, `30B-A3B`, `360M`) -> an open-weight tier the hardware model
    prices on the catalog's device targets (bf16, 8k context, KV cache by the catalog's rule of thumb).
 
+Run strategy names the catalog lacks are resolved first (`planner.derived_strategies`: an alias of the
+catalog strategy of the same shape, or a derived strategy); `remap_runs` then rewrites a run frame's tier and
+strategy columns onto the extended catalog.
+
 A size from the name also marks 2-3 as open weights (so self-hosting is offered beside the API price). A
 model none of these prices is left out, with a note naming what would price it. Every derived tier is named
 after the model, lists it as its run name and says in `source` how it was priced (the `ASSUMPTION`s too).
@@ -25,7 +29,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,7 @@ from planner.catalog import (
     TargetFamily,
     TokenPrice,
 )
+from planner.derived_strategies import StrategyResolution, params_key, resolve_strategies
 from planner.errors import InvalidArgumentError
 
 MIN_COST_ROWS = 20
@@ -134,16 +139,21 @@ def load_price_table(path: str | Path) -> PriceTable:
 
 @dataclass(frozen=True)
 class Extension:
-    """The catalog with derived tiers, and what was done for each unknown model."""
+    """The catalog with derived tiers and strategies, and what was done for each unknown name."""
 
     catalog: Catalog
     how: Mapping[str, str]
     """model -> how it was mapped or priced ('alias of X', 'recorded costs', 'price table row X',
     'size from name', or 'left out: ...')."""
+    strategy_map: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(run strategy name, canonical params JSON) -> catalog strategy name (`planner.derived_strategies`)."""
+    strategy_how: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return tuple(f"run model {m!r}: {h}" for m, h in sorted(self.how.items()))
+        return tuple(f"run model {m!r}: {h}" for m, h in sorted(self.how.items())) + tuple(
+            f"run strategy {s!r}: {h}" for s, h in sorted(self.strategy_how.items())
+        )
 
 
 def unknown_models(catalog: Catalog, runs: pd.DataFrame) -> list[str]:
@@ -154,11 +164,15 @@ def unknown_models(catalog: Catalog, runs: pd.DataFrame) -> list[str]:
 def extend_catalog(
     catalog: Catalog, runs: pd.DataFrame, prices: PriceTable | None = None, plain: str = "single"
 ) -> Extension:
-    """The catalog plus a tier for every run model it does not know (module docstring). `runs` needs a
-    `model` column; `input_tokens`, `output_tokens`, `cost_usd`, `latency_s`, `strategy` are read if there."""
+    """The catalog plus a tier for every run model and a strategy for every run strategy it does not know
+    (module docstring; `planner.derived_strategies`). `runs` needs a `model` column; `input_tokens`,
+    `output_tokens`, `cost_usd`, `latency_s`, `strategy`, `strategy_params` are read if there."""
+    resolution = resolve_strategies(catalog, runs, plain)
+    catalog = _with_strategies(catalog, resolution)
     models = unknown_models(catalog, runs)
+    extension = Extension(catalog, {}, resolution.mapping, resolution.how)
     if not models:
-        return Extension(catalog, {})
+        return extension
     aliases, how = _aliases(catalog, models), {}
     tiers, targets = list(catalog.tiers), list(catalog.targets)
     for i, tier in enumerate(tiers):
@@ -188,19 +202,48 @@ def extend_catalog(
         if target is not None:
             targets.append(target)
         how[model] = note
-    return Extension(replace(catalog, tiers=tuple(tiers), targets=tuple(targets)), how)
+    extended = replace(catalog, tiers=tuple(tiers), targets=tuple(targets))
+    return replace(extension, catalog=extended, how=how)
 
 
-def retier(runs: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
-    """Runs whose `tier` is no catalog tier get the tier the (extended) catalog maps their model to."""
+def remap_runs(runs: pd.DataFrame, ext: Extension, plain: str = "single") -> pd.DataFrame:
+    """Runs mapped onto the extended catalog: a `tier` that is no catalog tier becomes the tier the catalog
+    maps the model to; a strategy the catalog lacks becomes the strategy it resolved to."""
+    catalog = ext.catalog
+    out = runs
     names = {t.name for t in catalog.tiers}
     mapped = runs["model"].astype(str).map(catalog.run_name_map())
-    stale = ~runs["tier"].isin(names) & mapped.notna()
-    if not stale.any():
-        return runs
-    out = runs.copy()
-    out.loc[stale, "tier"] = mapped[stale]
+    stale = ~runs["tier"].isin(names) & mapped.notna() if "tier" in runs else pd.Series(False, runs.index)
+    if stale.any():
+        out = out.copy()
+        out.loc[stale, "tier"] = mapped[stale]
+    if ext.strategy_map and "strategy" in runs:
+        params = runs["strategy_params"].map(params_key) if "strategy_params" in runs else "{}"
+        pairs = pd.Series(list(zip(runs["strategy"].fillna(plain).astype(str), params, strict=True)))
+        resolved = pairs.map(ext.strategy_map)
+        hit = resolved.notna().to_numpy()
+        if hit.any():
+            out = out.copy() if out is runs else out
+            out.loc[hit, "strategy"] = resolved[hit].to_numpy()
     return out
+
+
+def _with_strategies(catalog: Catalog, resolution: StrategyResolution) -> Catalog:
+    """The catalog plus the derived strategies, each offered on the tiers whose models ran it and on the
+    tiers that already offer a strategy of its kind."""
+    if not resolution.derived:
+        return catalog
+    tiers = []
+    for tier in catalog.tiers:
+        kinds = {s.kind for s in catalog.strategies_for(tier)}
+        runs_of = set(tier.run_names) | {tier.name}
+        extra = tuple(
+            s.name
+            for s in resolution.derived
+            if s.kind in kinds or runs_of & resolution.used_by.get(s.name, set())
+        )
+        tiers.append(replace(tier, strategies=tier.strategies + extra) if extra else tier)
+    return replace(catalog, strategies=catalog.strategies + resolution.derived, tiers=tuple(tiers))
 
 
 # ---- steps ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from planner.errors import FailedPreconditionError, PlannerError
 
 # The predictors and the store are imported when a command runs, so `planner --help` stays fast.
 if TYPE_CHECKING:
+    from planner.catalog import Catalog
     from planner.predictors import EvaluationMetrics, TrainConfig, TrainProgress
     from planner.store import Database, PredictorVersion
 
@@ -33,13 +34,19 @@ app.add_typer(predictors_app, name="predictors")
 
 def _open(url: str | None) -> tuple[Database, dict[str, str]]:
     """The store and the active catalog's run-name -> tier map."""
+    db, catalog = _open_catalog(url)
+    return db, catalog.run_name_map()
+
+
+def _open_catalog(url: str | None) -> tuple[Database, Catalog]:
+    """The store and the active catalog."""
     from planner.server import initial_catalog
     from planner.settings import load_settings
     from planner.store import Database
 
     db = Database(database_url(url))
     catalog, _ = initial_catalog(load_settings(), db)
-    return db, catalog.run_name_map()
+    return db, catalog
 
 
 def version_dict(v: PredictorVersion) -> dict[str, Any]:
@@ -145,9 +152,14 @@ def train_command(
             if server:
                 out = _train_remote(server, config, promote_if_better, update)
             else:
-                db, names = _open(database_url_)
+                db, catalog = _open_catalog(database_url_)
                 result = train_predictor(
-                    db, config, names, progress=update, promote_if_better=promote_if_better
+                    db,
+                    config,
+                    catalog.run_name_map(),
+                    progress=update,
+                    promote_if_better=promote_if_better,
+                    catalog=catalog,
                 )
                 out = {**version_dict(result.version), "promoted": result.promoted, "reused": result.reused}
     except PlannerError as exc:

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from models.api import Forecaster
+from planner.catalog import Catalog
 from planner.predictors.kinds import PredictorKind, spec_for
 from planner.predictors.lifecycle import TrainConfig, train_predictor
 from planner.store import Database, PredictorRegistryStore, RunStore
@@ -41,7 +42,9 @@ class ActivePredictor:
     predictor: Forecaster
 
 
-def startup_predictor(db: Database | None, run_name_map: Mapping[str, str]) -> ActivePredictor | None:
+def startup_predictor(
+    db: Database | None, run_name_map: Mapping[str, str], catalog: Catalog | None = None
+) -> ActivePredictor | None:
     """The predictor a server starts with: the promoted version; else, when the store holds runs, a prior
     trained on them, stored and promoted (so routing works at once); else None."""
     if db is None:
@@ -55,7 +58,7 @@ def startup_predictor(db: Database | None, run_name_map: Mapping[str, str]) -> A
     if RunStore(db).count() == 0:
         return None
     config = TrainConfig.create(kind=PredictorKind.PRIOR.value)
-    result = train_predictor(db, config, run_name_map)
+    result = train_predictor(db, config, run_name_map, catalog=catalog)
     registry = PredictorRegistryStore(db)
     if stored is None:
         registry.promote(result.version.version)
@@ -87,7 +90,7 @@ async def load_active_predictor(state: Any) -> ActivePredictor | None:
     loop = asyncio.get_running_loop()
     names = state.catalog.run_name_map()
     try:
-        active = await loop.run_in_executor(state.executor, startup_predictor, state.db, names)
+        active = await loop.run_in_executor(state.executor, startup_predictor, state.db, names, state.catalog)
     except Exception as exc:  # a store whose runs cannot train a prior must not stop the server
         log.error("predictor.bootstrap_failed", error=str(exc))
         return None

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from models.api import Forecaster
 from models.baseline import PriorForecaster
 from models.data import prepare_runs
+from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, PlannerError
 from planner.predictors.kinds import PredictorKind, parse_kind, spec_for
 from planner.predictors.metrics import EvaluationMetrics, holdout_metrics
@@ -215,12 +216,21 @@ def train_predictor(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     promote_if_better: bool = False,
+    catalog: Catalog | None = None,
 ) -> TrainResult:
     """Train `config` on the stored runs, evaluate it on held-out queries, store it as a candidate and
-    (optionally) promote it when its held-out Brier score beats the active predictor's on the same runs."""
+    (optionally) promote it when its held-out Brier score beats the active predictor's on the same runs.
+    With `catalog`, run models and strategies it does not know under their own names are first mapped onto
+    it (`planner.derived_tiers`: e.g. a `majority_vote` run with n = 5 trains the catalog's `vote5`)."""
     report = _Reporter(progress, cancel)
     report(TrainStage.LOADING, 0.0, f"loading runs (task {config.task or '<all>'})")
     frame = load_runs(db, config.task)
+    if catalog is not None:
+        from planner.derived_tiers import extend_catalog, remap_runs
+
+        extension = extend_catalog(catalog, frame)
+        frame = remap_runs(frame, extension)
+        run_name_map = extension.catalog.run_name_map()
     version = version_id(data_fingerprint(frame), config, run_name_map)
     registry = PredictorRegistryStore(db)
     existing = registry.find(version)

@@ -175,6 +175,7 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
             progress=sink,
             cancel=cancel,
             promote_if_better=promote_if_better,
+            catalog=self.state.catalog,
         )
         return _Job(loop.run_in_executor(self.state.executor, work), queue, cancel)
 

@@ -45,7 +45,7 @@ class ServiceState:
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Called by `close` before the worker pool stops (e.g. to flush the routing audit log)."""
     executor: ThreadPoolExecutor = field(init=False)
-    _derived: dict[tuple[str, tuple[str, ...]], Catalog] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple[str, tuple[str, ...], int], Catalog] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.catalog_version:
@@ -62,26 +62,31 @@ class ServiceState:
 
     def catalog_for(self, tiers: Sequence[str]) -> Catalog:
         """Blocking: the active catalog plus a derived tier for each of `tiers` (a forecaster's) it does not
-        know, priced from that model's stored runs, the `price_table` setting or its name
-        (`planner.derived_tiers`); cached per catalog version and set of unknown tiers."""
-        known = {t.name for t in self.catalog.tiers}
-        unknown = tuple(sorted(set(tiers) - known))
-        if not unknown or self.db is None:
+        know and a derived strategy for each stored run strategy name it does not know, from the stored runs,
+        the `price_table` setting and model names (`planner.derived_tiers`); cached per catalog version,
+        tiers and number of stored runs."""
+        if self.db is None:
             return self.catalog
-        key = (self.catalog_version, unknown)
+        from planner.store import RunStore
+
+        store = RunStore(self.db)
+        key = (self.catalog_version, tuple(tiers), store.count())
         hit = self._derived.get(key)
-        if hit is None:
+        if hit is not None:
+            return hit
+        unknown_tiers = set(tiers) - {t.name for t in self.catalog.tiers}
+        unknown_strategies = set(store.strategies()) - {s.name for s in self.catalog.strategies}
+        hit = self.catalog
+        if unknown_tiers or unknown_strategies:
             from planner.derived_tiers import extend_catalog, load_price_table
-            from planner.store import RunStore
 
             path = self.settings.price_table
-            frame = RunStore(self.db).load_frame(models=unknown)
-            ext = extend_catalog(self.catalog, frame, load_price_table(path) if path is not None else None)
+            ext = extend_catalog(self.catalog, store.load_frame(), load_price_table(path) if path else None)
             for note in ext.notes:
-                log.info("catalog.derived_tier", note=note)
+                log.info("catalog.derived", note=note)
             hit = ext.catalog
-            self._derived.clear()
-            self._derived[key] = hit
+        self._derived.clear()
+        self._derived[key] = hit
         return hit
 
     def time_budget(self, context: grpc.aio.ServicerContext) -> float:

@@ -113,6 +113,11 @@ class RunStore:
         with self.db.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
+    def strategies(self) -> list[str]:
+        """The distinct strategy names of the stored runs."""
+        with self.db.engine.connect() as conn:
+            return sorted(str(r[0]) for r in conn.execute(select(RUNS.c.strategy).distinct()))
+
     def stats(self, task: str | None = None) -> RunStats:
         """Distinct queries / models / tiers / tasks and per-tier accuracy and mean output tokens."""
         c = RUNS.c

@@ -38,25 +38,38 @@ def _records(n: int = 120) -> list[dict[str, object]]:
             if model == "acme-pro":  # a closed API model: its recorded bills price it
                 rec["cost_usd"] = 2e-6 * tin + 8e-6 * tout
             out.append(rec)
+            if q % 3 == 0:  # a strategy under a name the catalog does not use
+                hits = rng.random(12) < 1 / (1 + np.exp(-(ability + ease)))
+                vote = rec | {"strategy": "self_consistency", "strategy_params": {"n": 12}}
+                out.append(
+                    vote | {"correct": int(hits.sum() > 6), "output_tokens": 12 * tout, "cost_usd": None}
+                )
     return out
 
 
 @pytest.fixture
-async def stub(settings: Settings, db: Database) -> AsyncIterator[routing_pb2_grpc.RoutingServiceStub]:
+async def server(settings: Settings, db: Database) -> AsyncIterator[tuple[grpc.aio.Server, int]]:
     import_records(_records(), db, catalog=load_catalog(), source="unseen")
     srv, port = await create_server("127.0.0.1:0", settings, db=db)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            yield routing_pb2_grpc.RoutingServiceStub(ch)
+        yield srv, port
     finally:
         await stop_server(srv, 0)
+
+
+@pytest.fixture
+async def stub(server: tuple[grpc.aio.Server, int]) -> AsyncIterator[routing_pb2_grpc.RoutingServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server[1]}") as ch:
+        yield routing_pb2_grpc.RoutingServiceStub(ch)
 
 
 def _query(qid: str) -> common_pb2.QueryInput:
     return common_pb2.QueryInput(query_id=qid, prompt="a new question", task="newtask")
 
 
-async def test_route_and_plan_use_derived_tiers(stub: routing_pb2_grpc.RoutingServiceStub) -> None:
+async def test_route_and_plan_use_derived_tiers(
+    stub: routing_pb2_grpc.RoutingServiceStub, server: tuple[grpc.aio.Server, int]
+) -> None:
     reply = await stub.Route(routing_pb2.RouteRequest(query=_query("x1")), timeout=60)
     assert reply.decision.option.tier in MODELS
     if reply.decision.option.tier == "acme-pro":
@@ -66,3 +79,8 @@ async def test_route_and_plan_use_derived_tiers(stub: routing_pb2_grpc.RoutingSe
     assert {a.option.tier for a in plan.assignments} <= set(MODELS)
     # the best model (acme-pro) at its recorded price is reachable: an unconstrained plan picks it somewhere
     assert any(a.option.tier == "acme-pro" for a in plan.assignments)
+    # the foreign strategy name became a derived 12-sample vote, offered beside the catalog's strategies
+    router = server[0].planner_state.router  # type: ignore[attr-defined]
+    offered = {(o.tier, o.strategy, o.samples) for o in router.options.options}
+    assert ("acme-pro", "self_consistency", 12) in offered
+    assert ("Acme-Mid-32B", "vote5", 5) in offered

@@ -14,7 +14,7 @@ from planner.derived_tiers import (
     extend_catalog,
     load_price_table,
     normalise,
-    retier,
+    remap_runs,
     size_from_name,
     undated,
 )
@@ -137,11 +137,11 @@ def test_bad_price_table_names_the_line(tmp_path: Path) -> None:
         load_price_table(table)
 
 
-def test_retier_maps_stored_model_names_onto_the_extended_catalog(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_remap_maps_stored_model_names_onto_the_extended_catalog(catalog) -> None:  # type: ignore[no-untyped-def]
     runs = _runs({"claude-3-5-sonnet@bedrock": {}, "Acme-7B": {}}, n=3)
     runs["tier"] = runs["model"]  # as stored before the catalog knew them
     ext = extend_catalog(catalog, runs)
-    out = retier(runs, ext.catalog)
+    out = remap_runs(runs, ext)
     assert set(out["tier"]) == {"claude-3.5-sonnet", "Acme-7B"}
 
 

@@ -1,0 +1,99 @@
+"""Run strategy names the catalog does not know: read kind and shape off the name and params, alias the
+catalog strategy of the same shape, or derive one with a token multiplier measured from the runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.catalog import StrategyKind, load_catalog
+from planner.derived_strategies import kind_of, params_key, resolve_strategies, shape_of
+from planner.derived_tiers import extend_catalog, remap_runs
+from planner.options import OptionSet
+from simulator.costmodel import CostModel
+
+K = StrategyKind
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("majority_vote", K.MAJORITY_VOTE),
+        ("maj@8", K.MAJORITY_VOTE),
+        ("self_consistency_16", K.MAJORITY_VOTE),
+        ("cot_sc", K.MAJORITY_VOTE),
+        ("best_of_4", K.BEST_OF_N),
+        ("bo16", K.BEST_OF_N),
+        ("greedy", K.SINGLE),
+        ("zero-shot", K.SINGLE),
+        ("self_refine", K.REVISION),
+        ("CoT", K.CHAIN_OF_THOUGHT),
+        ("think", K.CHAIN_OF_THOUGHT),
+        ("beam_search", K.PRM_SEARCH),
+        ("mystery", None),
+    ],
+)
+def test_kind_from_name(name: str, kind: StrategyKind | None) -> None:
+    assert kind_of(name) is kind
+
+
+def test_shape_from_params_or_name() -> None:
+    assert shape_of("majority_vote", params_key({"n": 5})) == (K.MAJORITY_VOTE, 5, 1)
+    assert shape_of("maj@8", "{}") == (K.MAJORITY_VOTE, 8, 1)
+    assert shape_of("self_refine", params_key('{"rounds": 3}')) == (K.REVISION, 1, 3)
+    assert shape_of("greedy", "{}") == (K.SINGLE, 1, 1)
+    assert "sample count" in str(shape_of("majority_vote", "{}"))
+    assert "not recognised" in str(shape_of("mystery", "{}"))
+    assert params_key(float("nan")) == params_key(None) == params_key("") == "{}"
+
+
+def _runs(n: int = 30) -> pd.DataFrame:
+    """Plain runs of two models plus vote runs under foreign names (tokens = n x the plain run's)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(n):
+        for model in ("gpt-4o-mini-2024-07-18", "gemma-2-9b-it"):
+            tokens = int(rng.integers(50, 300))
+            base = {"task": "t", "query_id": f"q{q}", "model": model, "correct": 1}
+            rows.append(base | {"strategy": "greedy", "output_tokens": tokens})
+            for k in (5, 16):
+                params = json.dumps({"n": k})
+                rows.append(
+                    base
+                    | {"strategy": "majority_vote", "strategy_params": params, "output_tokens": k * tokens}
+                )
+            rows.append(base | {"strategy": "mystery", "output_tokens": tokens})
+    return pd.DataFrame(rows)
+
+
+def test_resolution_aliases_and_derives() -> None:
+    catalog = load_catalog()
+    res = resolve_strategies(catalog, _runs())
+    assert res.mapping[("greedy", "{}")] == "single"
+    assert res.mapping[("majority_vote", params_key({"n": 5}))] == "vote5"
+    derived = res.mapping[("majority_vote", params_key({"n": 16}))]
+    assert derived == "majority_vote-n16"
+    (s,) = res.derived
+    assert s.kind is K.MAJORITY_VOTE and s.samples == 16 and s.high_compute
+    assert s.token_multiplier == pytest.approx(1.0)  # measured: 16 samples of plain length
+    assert res.how["mystery"].startswith("left out")
+
+
+def test_extended_catalog_offers_derived_strategies_and_remaps_runs() -> None:
+    catalog = load_catalog()
+    runs = _runs()
+    ext = extend_catalog(catalog, runs)
+    cat = ext.catalog
+    assert "majority_vote-n16" in cat.tier("gemma-2-9b").strategies  # it ran it
+    assert "majority_vote-n16" in cat.tier("llama-3.1-8b").strategies  # it offers votes
+    out = remap_runs(runs, ext)
+    assert set(out["strategy"]) == {"single", "vote5", "majority_vote-n16", "mystery"}
+    assert (out["strategy"] == "single").sum() == (runs["strategy"] == "greedy").sum()
+    opts = OptionSet.build(cat, CostModel(cat), ["gemma-2-9b"], strategies=["majority_vote-n16", "single"])
+    mult = {o.strategy: o.output_multiplier for o in opts.options}
+    assert mult["majority_vote-n16"] == pytest.approx(16.0) and mult["single"] == 1.0
+    assert any("majority_vote" in n and "derived" in n for n in ext.notes)
+
