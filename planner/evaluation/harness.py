@@ -127,14 +127,12 @@ def evaluate(
         policies.oracle(replay),
         ex_ante,
     ]
-    self_consistency = policies.uniform_self_consistency_realised(replay)
-    if self_consistency is not None:
-        results.append(self_consistency)
+    notes_extra = _add_self_consistency(replay, results)
     figures = _figures(replay, results, singles, best, weak, strong)
     if replay.strategy_columns():
         figures["recorded_strategies"] = strategy_figures(replay, results, figures)
     figures["targets"] = targets(figures)
-    notes = list(replay.notes)
+    notes = [*replay.notes, *notes_extra]
     if simulate:
         sim_results, sim_fig = _simulated(catalog, cost_model, replay, figures, n_budgets)
         results.extend(sim_results)
@@ -153,6 +151,22 @@ def evaluate(
         figures=figures,
         notes=tuple(notes),
     )
+
+
+def _add_self_consistency(replay: Replay, results: list[PolicyResult]) -> list[str]:
+    """Append the realised uniform self-consistency baseline when votes are recorded; its caveat notes."""
+    self_consistency = policies.uniform_self_consistency_realised(replay)
+    if self_consistency is None:
+        return []
+    results.append(self_consistency)
+    if "part of the queries" not in self_consistency.note:
+        return []
+    return [
+        "uniform_self_consistency_realised: votes recorded on part of the queries only; each point is the "
+        "mean over the queries where it was recorded, while the planner may use a strategy only where it "
+        "was recorded, so this comparison favours self-consistency (it needs logs recording the vote on "
+        "every query to be head to head)"
+    ]
 
 
 def _best_single(singles: list[PolicyResult]) -> int:

@@ -193,7 +193,8 @@ def best_single_ex_ante(replay: Replay, splits: Sequence[Split], fold: np.ndarra
     choice = np.zeros(replay.n, dtype=np.intp)
     picked = []
     for f, split in enumerate(splits):
-        acc = split.train.groupby("tier")["score"].mean().reindex(list(replay.tiers)).to_numpy(float)
+        train = single_runs(replay, split.train)
+        acc = train.groupby("tier")["score"].mean().reindex(list(replay.tiers)).to_numpy(float)
         acc = np.where(np.isnan(acc), -np.inf, acc)
         tier = int(np.lexsort((mean_cost, -acc))[0])
         choice[fold == f] = tier
@@ -223,18 +224,25 @@ def _train_matrix(train: pd.DataFrame, tiers: Sequence[str], column: str) -> tup
     return [str(p) for p in prompts], table.to_numpy(float)
 
 
+def single_runs(replay: Replay, runs: pd.DataFrame) -> pd.DataFrame:
+    """The single-pass runs of a frame (the single-pass baselines learn from those only: a strategy run's
+    score and total tokens are not a single pass's)."""
+    return runs[runs["strategy"] == replay.single_strategy]
+
+
 def cross_fit(
     replay: Replay,
     splits: Sequence[Split],
     fold: np.ndarray,
     fn: Callable[[pd.DataFrame, list[int]], np.ndarray],
 ) -> np.ndarray:
-    """Stitch a per-query estimate made, for each fold, by `fn(train_runs, replay_rows_of_the_fold)`."""
+    """Stitch a per-query estimate made, for each fold, by `fn(train_runs, replay_rows_of_the_fold)` (the
+    fold's single-pass training runs)."""
     parts = {}
     for f, split in enumerate(splits):
         rows = [int(i) for i in np.flatnonzero(fold == f)]
         if rows:
-            parts[f] = (rows, fn(split.train, rows))
+            parts[f] = (rows, fn(single_runs(replay, split.train), rows))
     width = next(iter(parts.values()))[1].shape[1:]
     out = np.zeros((replay.n, *width))
     for rows, values in parts.values():

@@ -174,6 +174,11 @@ class Replay:
             return None
         return self.available
 
+    @property
+    def single_strategy(self) -> str:
+        """The catalog name of the single-pass strategy (the first columns' strategy)."""
+        return self.options.options[0].strategy
+
     def single_options(self) -> OptionSet:
         """The option set of the single-pass columns only."""
         if len(self.options) == self.n_single:

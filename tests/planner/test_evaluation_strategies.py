@@ -5,6 +5,9 @@ single samples) on ~20% of the queries of every tier."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +20,7 @@ from planner.demo import demo_records
 from planner.errors import FailedPreconditionError
 from planner.evaluation import policies
 from planner.evaluation.harness import EvaluationReport, evaluate
+from planner.evaluation.plots import plot_quality_cost
 from planner.evaluation.recorded import MIN_STRATEGY_QUERIES
 from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, keyed, query_folds
 from simulator.costmodel import CostModel
@@ -130,7 +134,9 @@ def test_single_pass_prediction_is_the_forecast_and_strategies_use_the_response(
         assert (replay.predicted.quality[p > 0.6, j] > p[p > 0.6]).all()
 
 
-def test_planner_can_pick_strategies_and_baselines_stay_single(report: EvaluationReport) -> None:
+def test_planner_can_pick_strategies_and_baselines_stay_single(
+    report: EvaluationReport, tmp_path: Path
+) -> None:
     names = {p.name for p in report.policies}
     assert {"planner", "oracle", "uniform_self_consistency_realised", "knn_router"} <= names
     sc = report.policy("uniform_self_consistency_realised")
@@ -150,6 +156,10 @@ def test_planner_can_pick_strategies_and_baselines_stay_single(report: Evaluatio
     oracle = report.policy("oracle").points[0]
     assert all(oracle.quality >= s.points[0].quality for s in singles)
     assert "recorded strategies" in " ".join(report.notes)
+    assert "favours self-consistency" in " ".join(report.notes)  # votes recorded on part of the queries
+    json.dumps(report.to_dict(), allow_nan=True)
+    png = plot_quality_cost(report, tmp_path / "qc.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_single_only_frames_replay_as_before(catalog: Catalog, runs: pd.DataFrame) -> None:
