@@ -28,7 +28,9 @@ revision round and verifier pass: about 5x a plain answer for vote5, 3x for cot)
 strategy's `output_multiplier` to get the plain single-sample length the cost model prices
 (`planner.evaluation.recorded`).
 
-Idempotency key: (task, query_id, model, strategy, target, sample_index). Columns outside the schema are
+Idempotency key: (task, query_id, model, strategy, strategy_params, target, sample_index); strategy_params
+compare as canonical JSON (key order, spacing and 5 vs 5.0 do not matter; missing = {}), so runs that differ
+only in their parameters (majority_vote n=5 and n=16) are all kept. Columns outside the schema are
 ignored (and listed in the import result); `mapping` renames source columns onto canonical ones first.
 """
 

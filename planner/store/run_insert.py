@@ -6,20 +6,21 @@ database, so the import builds the next chunk's in its worker thread while the d
 `insert_encoded` runs them in the caller's transaction:
 1. `queries`: the first prompt of each (task, query_id) in the batch, `ON CONFLICT DO NOTHING` (first one
    stored wins);
-2. `runs`: `ON CONFLICT DO NOTHING` on the idempotency key (task, query_id, model, strategy, target,
-   sample_index); a run keeps its own prompt only when it differs from its query's stored one (see
-   `planner.store.runs`): `encode` blanks the prompts equal to the batch's first prompt of their query, which
-   is exactly that whenever the first prompt is the stored one; `insert_encoded` checks and, in the rare
-   other case, compares with the stored prompts itself.
+2. `runs`: `ON CONFLICT DO NOTHING` on the idempotency key (task, query_id, model, strategy, strategy_params,
+   target, sample_index), strategy_params as its canonical JSON in the `params_key` column (`params_keys`:
+   '' for none, so runs without parameters still collide with their re-import). A run keeps its own prompt
+   only when it differs from its query's stored one (see `planner.store.runs`): `encode` blanks the prompts
+   equal to the batch's first prompt of their query, which is exactly that whenever the first prompt is the
+   stored one; `insert_encoded` checks and, in the rare other case, compares with the stored prompts itself.
 SQLite (>= 3.24) and PostgreSQL understand the same SQL; only the parameter marks differ. On PostgreSQL a
 batch of `_COPY_MIN_ROWS` or more goes through COPY into a temporary staging table instead (`_copy_insert`).
 
 Speed: the statement names only the columns that hold a value somewhere in the batch (an all-missing
-column is left to its NULL default instead of binding one NULL per row), parameters are plain tuples built
-column-wise in C (`zip` over lists), and they go straight to the DBAPI's `executemany` (SQLAlchemy's
-per-row parameter processing costs more than SQLite's insert itself). The only conversion SQLAlchemy would
-have done is the `DateTime` one on SQLite (text in UTC, in its format); it is done here the same way, so
-readers see the same values.
+column is left to its NULL default instead of binding one NULL per row, and `params_key` to its '' default
+when no run of the batch has strategy_params), parameters are plain tuples built column-wise in C (`zip` over
+lists), and they go straight to the DBAPI's `executemany` (SQLAlchemy's per-row parameter processing costs
+more than SQLite's insert itself). The only conversion SQLAlchemy would have done is the `DateTime` one on
+SQLite (text in UTC, in its format); it is done here the same way, so readers see the same values.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ _DEFAULTS: dict[str, Any] = {"task": "default", "strategy": "single", "target": 
                              "tenant": "default"}  # fmt: skip
 _COPY_MIN_ROWS = 1_000  # PostgreSQL batches at least this big are inserted through COPY
 _KEYS_PER_SELECT = 500  # (task, query_id) pairs per lookup: well under every driver's parameter limit
-_STAGED_COLUMNS = {RUNS.name: STORED_COLUMNS, QUERIES.name: ("task", "query_id", "prompt")}
+PARAMS_KEY = "params_key"
+"""The key column derived from strategy_params by `encode` (not a `RunBatch` column; readers omit it)."""
+_STAGED_COLUMNS = {RUNS.name: (*STORED_COLUMNS, PARAMS_KEY), QUERIES.name: ("task", "query_id", "prompt")}
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,54 @@ def _with_defaults(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _present(column: np.ndarray) -> np.ndarray:
     return np.asarray(column != None, dtype=bool)  # noqa: E711 (element-wise on an object array)
+
+
+def _whole_numbers_as_ints(obj: Any) -> Any:
+    """`obj` with every float that is a whole number as an int (5.0 -> 5), in nested objects and lists too."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, Mapping):
+        return {k: _whole_numbers_as_ints(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_whole_numbers_as_ints(v) for v in obj]
+    return obj
+
+
+def params_key(value: Any) -> str:
+    """The idempotency-key text of one strategy_params value (JSON text or a mapping): its canonical JSON,
+    `json.dumps(obj, sort_keys=True, separators=(",", ":"))` with whole-number floats written as ints, so
+    '{"n": 5}', '{"n":5}', {"n": 5} and {"n": 5.0} (what a protobuf Struct from `RecordRuns` holds) are one
+    key; '' for none (None, JSON null, an empty object). Text that is not JSON keys as itself (stripped)."""
+    if value is None:
+        return ""
+    obj = value
+    if isinstance(value, str | bytes):
+        try:
+            obj = json.loads(value)
+        except ValueError:
+            return value.strip() if isinstance(value, str) else value.decode().strip()
+    if obj is None or (isinstance(obj, Mapping) and not obj):
+        return ""
+    return json.dumps(_whole_numbers_as_ints(obj), sort_keys=True, separators=(",", ":"))
+
+
+def params_keys(strategy_params: np.ndarray) -> np.ndarray:
+    """`params_key` of a whole column, '' where missing: each DISTINCT value is canonicalised once (a run file
+    holds a handful of parameter sets), so the per-row work is pandas' hashing, not Python."""
+    out = np.full(len(strategy_params), "", dtype=object)
+    present = _present(strategy_params)
+    if not present.any():
+        return out
+    values = strategy_params[present]
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # unhashable values (mappings): one at a time
+        out[present] = [params_key(v) for v in values]
+        return out
+    keys = np.empty(len(uniques), dtype=object)
+    keys[:] = [params_key(u) for u in uniques]
+    out[present] = keys[codes]
+    return out
 
 
 @dataclass(frozen=True)
@@ -162,9 +213,12 @@ def _first_prompts(columns: Mapping[str, np.ndarray], has: np.ndarray) -> tuple[
 
 
 def _runs_statement(columns: Mapping[str, np.ndarray], prompt: np.ndarray, dialect: str) -> Statement:
-    """The `runs` insert over the columns that hold a value somewhere, with `prompt` as the prompt column."""
+    """The `runs` insert over the columns that hold a value somewhere, with `prompt` as the prompt column;
+    `params_key` only when some run has parameters (else every row takes the column's '' default)."""
     columns = {**columns, "prompt": prompt}
     names = [n for n in STORED_COLUMNS if _present(columns[n]).any()]
+    if np.asarray(columns[PARAMS_KEY] != "", dtype=bool).any():
+        names.append(PARAMS_KEY)
     return Statement(dialect, RUNS.name, tuple(names), _tuples([columns[n] for n in names]))
 
 
@@ -180,6 +234,7 @@ def encode(batch: RunBatch, dialect: str) -> EncodedBatch:
     """Driver statements for `batch` on `dialect` (`sqlite` or `postgresql`); pure (no database), so a worker
     thread can build the next batch's while the database inserts this one."""
     columns = dict(batch.columns)
+    columns[PARAMS_KEY] = params_keys(columns["strategy_params"])
     ts = columns["timestamp"]
     present = _present(ts)
     if dialect == "sqlite" and present.any():

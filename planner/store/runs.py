@@ -6,7 +6,8 @@ returns `coalesce(runs.prompt, queries.prompt)`. So a run stored without a promp
 prompt when another run of that query brought one.
 
 Inserts (`planner.store.run_insert`) skip rows whose idempotency key (task, query_id, model, strategy,
-target, sample_index) already exists (`ON CONFLICT DO NOTHING`, SQLite and PostgreSQL). Rows must already
+strategy_params, target, sample_index) already exists (`ON CONFLICT DO NOTHING`, SQLite and PostgreSQL;
+strategy_params compared as canonical JSON, the `params_key` column, which readers omit). Rows must already
 be validated (untrusted input goes through `planner.ingest`, which validates and derives fields column-wise
 into a `RunBatch`, then calls `insert_rows` inside its own transaction).
 """

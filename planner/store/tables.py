@@ -2,8 +2,8 @@
 
 The Alembic migrations in `planner/store/migrations/versions/` create the same schema (a test compares).
 JSON fields are stored as text (canonical `json.dumps(..., sort_keys=True)`) so SQLite and PostgreSQL agree.
-`runs.target` is `""` rather than NULL when unknown: NULLs never collide in a unique constraint, and the
-idempotency key must collide.
+`runs.target` and `runs.params_key` are `""` rather than NULL when unknown / absent: NULLs never collide in a
+unique constraint, and the idempotency key must collide.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ class StoreModel(SQLModel, registry=_REGISTRY):
 
 STORE_METADATA = StoreModel.metadata
 
-RUN_KEY = ("task", "query_id", "model", "strategy", "target", "sample_index")
-"""The idempotency key of a historical run."""
-RUN_KEY_INDEX_ORDER = ("query_id", "task", "model", "strategy", "target", "sample_index")
+RUN_KEY = ("task", "query_id", "model", "strategy", "params_key", "target", "sample_index")
+"""The idempotency key of a historical run; `params_key` is its strategy_params in canonical JSON (migration
+0005: before it, runs differing only in strategy_params, e.g. majority_vote n=5 and n=16, collided)."""
+RUN_KEY_INDEX_ORDER = ("query_id", "task", "model", "strategy", "params_key", "target", "sample_index")
 """`RUN_KEY` in its unique index's column order: query_id first, so the index serves lookups by query_id."""
 
 
@@ -54,6 +55,9 @@ class RunRow(StoreModel, table=True):
     tier: str
     strategy: str = "single"
     strategy_params: str | None = Field(default=None, sa_type=sa.Text)
+    params_key: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
+    """strategy_params as canonical JSON (`planner.store.run_insert.params_key`), `""` for none: part of the
+    idempotency key. Written by the import; readers do not return it."""
     target: str = ""
     sample_index: int = 0
     correct: int | None = None
