@@ -56,6 +56,23 @@ async def test_record_runs_and_stats_on_postgres(pg_channel: grpc.aio.Channel) -
     assert len(page.runs) == 4 and page.next_page_token
 
 
+async def test_record_runs_keeps_runs_differing_only_in_strategy_params(pg_channel: grpc.aio.Channel) -> None:
+    """majority_vote n=5 and n=16 of one query over `RecordRuns` are two runs; sent again they add none."""
+    task = f"pg-{uuid.uuid4().hex[:8]}"
+    stub = runs_pb2_grpc.RunServiceStub(pg_channel)
+    records = []
+    for n in (5, 16):
+        msg = runs_pb2.RunRecord(query_id="q1", model="m", task=task, strategy="majority_vote", correct=True)
+        msg.strategy_params.update({"n": n})
+        records.append(msg)
+    reply = await stub.RecordRuns(iter([runs_pb2.RecordRunsRequest(records=records)]))
+    assert (reply.inserted, reply.duplicates) == (2, 0)
+    again = await stub.RecordRuns(iter([runs_pb2.RecordRunsRequest(records=records[::-1])]))
+    assert (again.inserted, again.duplicates) == (0, 2)
+    page = await stub.QueryRuns(runs_pb2.QueryRunsRequest(filter=runs_pb2.RunFilter(task=task)))
+    assert sorted(r.strategy_params["n"] for r in page.runs) == [5, 16]
+
+
 async def test_catalog_versions_on_postgres(pg_channel: grpc.aio.Channel) -> None:
     stub = catalog_pb2_grpc.CatalogServiceStub(pg_channel)
     current = await stub.GetCatalog(catalog_pb2.GetCatalogRequest())

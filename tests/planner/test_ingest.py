@@ -202,6 +202,27 @@ def test_import_records_validates_and_names_the_record(db: Database) -> None:
     assert set(RunStore(db).load_frame()["tier"]) == {"small"}
 
 
+def test_record_runs_and_a_file_agree_on_strategy_params_keys(db: Database, tmp_path: Path) -> None:
+    """`RecordRuns` records (params through a protobuf Struct: n=5 arrives as 5.0) and a file with the same
+    runs (params as JSON text) are one set of keys: n=5 and n=16 are two runs, the file adds none of them."""
+    from planner.servicers.run_records import record_from_proto, record_to_proto
+
+    runs = [
+        {"query_id": "q1", "model": "small-v1", "strategy": "majority_vote", "strategy_params": {"n": n},
+         "correct": 1}
+        for n in (5, 16)
+    ] + [{"query_id": "q1", "model": "small-v1", "correct": 0}]  # fmt: skip
+    records = [record_from_proto(record_to_proto(r)) for r in runs]
+    assert records[0]["strategy_params"] == {"n": 5.0}
+    assert import_records(records, db, catalog=CATALOG).inserted == 3
+    frame = pd.DataFrame(runs).assign(strategy_params=['{"n":5}', '{ "n": 16 }', None])
+    again = import_file(_write(frame, tmp_path / "runs.csv"), db, catalog=CATALOG)
+    assert (again.inserted, again.skipped_duplicates) == (0, 3)
+    assert sorted(str(p) for p in RunStore(db).load_frame()["strategy_params"]) == [
+        "None", "{'n': 16.0}", "{'n': 5.0}"
+    ]  # fmt: skip
+
+
 def test_schema_lists_every_canonical_column() -> None:
     names = [c.name for c in RUN_SCHEMA]
     assert names[:2] == ["query_id", "task"] and len(names) == len(set(names)) == 22

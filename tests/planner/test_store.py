@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from planner.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from planner.store import (
@@ -28,6 +30,7 @@ from planner.store import (
     period_key,
 )
 from planner.store.database import alembic_config, upgrade
+from planner.store.run_insert import params_key, params_keys
 from planner.store.tables import STORE_METADATA
 
 CATALOG_TOML = """
@@ -85,6 +88,45 @@ def test_add_batch_is_idempotent_and_stats_count(db: Database) -> None:
     m1 = next(t for t in stats.per_tier if t.tier == "m1")
     assert m1.rows == 3 and m1.accuracy == pytest.approx(2 / 3)
     assert store.stats(task="other").rows == 0
+
+
+def test_strategy_params_are_part_of_the_key_in_any_spelling(db: Database) -> None:
+    """majority_vote n=5 and n=16 of one query are two runs; {"n": 5} as a dict, '{"n": 5}', '{"n":5}' and
+    {"n": 5.0} are one; no params, None, '' and {} are one."""
+    store = RunStore(db)
+    vote = {"strategy": "majority_vote"}
+    assert store.add_batch([_record("q1", strategy_params={"n": 5}, **vote),
+                            _record("q1", strategy_params={"n": 16}, **vote),
+                            _record("q1", **vote)]) == 3  # fmt: skip
+    spellings = ['{"n": 5}', '{"n":5}', {"n": 5.0}, ' { "n" : 5 } ', '{"n": 16}', None, "{}", {}]
+    assert store.add_batch([_record("q1", strategy_params=p, **vote) for p in spellings]) == 0
+    assert store.add_batch([_record("q1", strategy_params={"n": 5, "temperature": 0.7}, **vote)]) == 1
+    assert store.count() == 4
+    assert [r["strategy_params"] for r in store.query()] == [
+        {"n": 5},
+        {"n": 16},
+        None,
+        {"n": 5, "temperature": 0.7},
+    ]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), _JSON, max_size=4))
+def test_params_key_is_one_text_per_parsed_object(params: dict[str, object]) -> None:
+    import json
+
+    key = params_key(params)
+    reordered = dict(reversed(list(params.items())))
+    assert params_key(json.dumps(reordered, indent=2)) == params_key(json.dumps(params)) == key
+    assert (key == "") == (params == {})
+    column = pd.Series([json.dumps(params), None, params, json.dumps(params)], dtype=object).to_numpy()
+    assert list(params_keys(column)) == [key, "", key, key]
 
 
 def test_query_and_load_frame_return_canonical_columns(db: Database) -> None:
