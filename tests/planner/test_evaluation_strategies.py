@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.baseline import PriorForecaster
 from models.data import prepare_runs
@@ -193,3 +195,34 @@ def test_one_priced_tier_raises_failed_precondition(catalog: Catalog, runs: pd.D
         evaluate(
             frame, catalog, CostModel(catalog), lambda tr: _prior(catalog).fit(tr), folds=2, simulate=False
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+def test_plans_never_pick_an_unrecorded_option(seed: int, budget_share: float) -> None:
+    rng = np.random.default_rng(seed)
+    n, m = 30, 5
+    value, cost = rng.random((n, m)), rng.random((n, m)) + 0.01
+    feasible = rng.random((n, m)) < 0.4
+    feasible[:, 0] = True  # the single pass is recorded everywhere
+    rows = np.arange(n)
+    floor = float(np.where(feasible, cost, np.inf).min(axis=1).mean())
+    budget = floor + budget_share * (float(cost.max(axis=1).mean()) - floor)
+    choice, _ = policies.plan_choice(value, cost, budget, feasible=feasible)
+    assert feasible[rows, choice].all()
+    assert feasible[rows, policies.lagrangian_choice(value, cost, 0.0, feasible)].all()
+    grid = policies.budget_grid(cost, value, 4, feasible=feasible)
+    assert grid[0] == pytest.approx(floor)
+
+
+def test_interaction_calibrated_forecaster_keeps_the_base_strategy_response(
+    catalog: Catalog, runs: pd.DataFrame
+) -> None:
+    from models.strategies import expected_quality
+    from planner.evaluation.interaction import InteractionCalibrated
+    from planner.evaluation.recorded import model_quality_fn
+
+    model = InteractionCalibrated(lambda tr: _prior(catalog).fit(tr), fixed_slope=0.0).fit(runs)
+    vote = next(s for s in catalog.strategies if s.name == "vote3")
+    p = np.linspace(0.05, 0.95, 7)
+    np.testing.assert_allclose(model_quality_fn(model)(p, vote), expected_quality(p, vote))
