@@ -124,23 +124,41 @@ def _numbers(raw: np.ndarray, spec: ColumnSpec, missing: np.ndarray, problems: _
     return num
 
 
+def _json_object(value: Any, name: str) -> tuple[str | None, str]:
+    """(canonical JSON text, "") of one JSON-object value (text or mapping), or (None, why it is not one)."""
+    try:
+        obj = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, Mapping):
+        return None, "not a JSON object"
+    if name == "features" and not all(_is_number(v) for v in obj.values()):
+        return None, "feature values must be numbers"
+    return json.dumps(obj, sort_keys=True), ""
+
+
 def _json_objects(raw: np.ndarray, spec: ColumnSpec, missing: np.ndarray, problems: _Problems) -> np.ndarray:
+    """Canonical JSON text per present value. Each DISTINCT value is parsed once (a run file repeats a handful
+    of strategy_params sets on every row); mappings (records) are unhashable and go one by one."""
     out = np.empty(len(raw), dtype=object)
-    for pos in np.flatnonzero(~missing):
-        value = raw[pos]
-        try:
-            obj = json.loads(value) if isinstance(value, str) else value
-        except json.JSONDecodeError:
-            obj = None
-        reason = ""
-        if not isinstance(obj, Mapping):
-            reason = "not a JSON object"
-        elif spec.name == "features" and not all(_is_number(v) for v in obj.values()):
-            reason = "feature values must be numbers"
-        if reason:
-            problems.add(_at(len(raw), int(pos)), raw, spec.name, reason)
-            return out
-        out[pos] = json.dumps(obj, sort_keys=True)
+    present = np.flatnonzero(~missing)
+    if not len(present):
+        return out
+    values = raw[present]
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:
+        codes, uniques = np.arange(len(values)), values
+    texts = np.empty(len(uniques), dtype=object)
+    reasons = np.empty(len(uniques), dtype=object)
+    for i, value in enumerate(uniques):
+        texts[i], reasons[i] = _json_object(value, spec.name)
+    bad = np.asarray(reasons != "", dtype=bool)[codes]
+    if bad.any():
+        first = int(np.argmax(bad))
+        problems.add(_at(len(raw), int(present[first])), raw, spec.name, reasons[codes[first]])
+        return out
+    out[present] = texts[codes]
     return out
 
 

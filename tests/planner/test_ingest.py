@@ -130,6 +130,21 @@ def test_each_rule_names_row_field_and_value(
     assert info.value.row == 4 and info.value.violations[0].field == column
 
 
+def test_json_values_parsed_once_per_distinct_value_still_name_the_first_bad_row(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    frame = _frame(8).assign(strategy="majority_vote", strategy_params='{"n": 5}')
+    frame.loc[[2, 6], "strategy_params"] = "[5]"  # the same bad value twice
+    frame.loc[4, "strategy_params"] = '{"n": '  # a different bad value between them
+    with pytest.raises(ImportRowError, match="JSON object") as info:
+        import_file(_write(frame, tmp_path / "runs.csv"), sqlite_db, MAPPING)
+    assert info.value.row == 3 and info.value.violations[0].value == "[5]"
+    frame.loc[[2, 4, 6], "strategy_params"] = ['{"n":16}', None, '{ "n": 16 }']
+    assert import_file(_write(frame, tmp_path / "runs.csv"), sqlite_db, MAPPING).inserted == 8
+    params = RunStore(sqlite_db).load_frame()["strategy_params"]
+    assert [p and p["n"] for p in params] == [5, 5, 16, 5, None, 5, 16, 5]
+
+
 def test_missing_correct_and_score_is_rejected(sqlite_db: Database, tmp_path: Path) -> None:
     path = _write(_frame(3).drop(columns="correct"), tmp_path / "runs.csv")
     with pytest.raises(ImportRowError, match="one of correct/score"):
