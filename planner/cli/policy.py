@@ -145,6 +145,7 @@ def _print(report: Any) -> None:
         "planner_reaches_best_single",
         "planner_aiq_beats",
         "planner_calibration",
+        "recorded_strategies",
         "simulated",
     ):
         if key in fig:
