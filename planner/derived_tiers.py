@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -188,20 +188,21 @@ def extend_catalog(
     region = catalog.regions[0].name if catalog.regions else "us-east"
     closed_size = _closed_size(catalog)
     taken = {t.name for t in tiers} | {t.name for t in targets}
-    for model in (m for m in models if m not in aliases):
-        if model in taken:
-            how[model] = "left out: its name is already a catalog tier or target name"
+    for name, copies in _copies(m for m in models if m not in aliases).items():
+        if name in taken:
+            how.update({m: "left out: its name is already a catalog tier or target name" for m in copies})
             continue
-        rows = runs[runs["model"].astype(str) == model]
-        derived = _derive(catalog, model, _plain_rows(rows, plain), prices, region, closed_size)
+        rows = runs[runs["model"].astype(str).isin(copies)]
+        derived = _derive(catalog, name, copies, _plain_rows(rows, plain), prices, region, closed_size)
         if isinstance(derived, str):
-            how[model] = derived
+            how.update({m: derived for m in copies})
             continue
         tier, target, note = derived
         tiers.append(tier)
         if target is not None:
             targets.append(target)
-        how[model] = note
+        for m in copies:
+            how[m] = note if len(copies) == 1 else f"hosted copy of derived tier {name!r}: {note}"
     extended = replace(catalog, tiers=tuple(tiers), targets=tuple(targets))
     return replace(extension, catalog=extended, how=how)
 
@@ -274,9 +275,19 @@ def _closed_size(catalog: Catalog) -> float:
     return float(np.median(sizes)) if sizes else 70.0
 
 
+def _copies(models: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Unknown models grouped into one tier per name before `@provider` when several hosted copies share it
+    (as the default catalog does with the three hosted Llama-3.1-405B copies); a lone model keeps its name."""
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        groups.setdefault(m.split("@", 1)[0], []).append(m)
+    return {(base if len(ms) > 1 else ms[0]): tuple(sorted(ms)) for base, ms in groups.items()}
+
+
 def _derive(
     catalog: Catalog,
     model: str,
+    copies: tuple[str, ...],
     plain: pd.DataFrame,
     prices: PriceTable | None,
     region: str,
@@ -310,7 +321,7 @@ def _derive(
         strategies=strategies,
         open_weights=size is not None,
         provider=provider,
-        run_names=(model,),
+        run_names=copies,
         source=f"derived from runs: {note if price is not None else 'self-hosted'}; {size_note}; "
         "ASSUMPTION: bf16, KV cache by the catalog rule of thumb",
     )

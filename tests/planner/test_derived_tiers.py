@@ -176,3 +176,13 @@ def test_evaluate_policy_replays_models_the_catalog_lacks(tmp_path: Path) -> Non
     assert "'Acme-Large-110B': size from name" in notes and "'mystery-model': left out" in notes
     singles = {p["name"] for p in report["policies"] if p["kind"] == "single"}
     assert singles == {"Acme-Small-7B", "Acme-Mid-32B", "Acme-Large-110B"}
+
+
+def test_hosted_copies_of_an_unknown_model_are_one_tier(catalog) -> None:  # type: ignore[no-untyped-def]
+    runs = _runs({"Acme-70B@hostA": {}, "Acme-70B@hostB": {}, "Acme-8B@hostA": {}})
+    ext = extend_catalog(catalog, runs)
+    assert ext.catalog.tier("Acme-70B").run_names == ("Acme-70B@hostA", "Acme-70B@hostB")
+    assert ext.catalog.tier("Acme-8B@hostA").run_names == ("Acme-8B@hostA",)
+    assert "hosted copy" in ext.how["Acme-70B@hostB"]
+    runs["tier"] = runs["model"]
+    assert set(remap_runs(runs, ext)["tier"]) == {"Acme-70B", "Acme-8B@hostA"}
