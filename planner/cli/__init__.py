@@ -3,7 +3,18 @@
 Each module below registers its commands on `planner.cli.app.app`; importing them here wires the CLI together.
 """
 
-from planner.cli import capacity, catalog, evaluate, hardware, policy, predictors, runs, serve, simulate  # noqa: F401  (register commands)
+from planner.cli import (  # noqa: F401  (register commands)
+    capacity,
+    catalog,
+    evaluate,
+    hardware,
+    outcomes,
+    policy,
+    predictors,
+    runs,
+    serve,
+    simulate,
+)
 from planner.cli.app import app
 
 __all__ = ["app"]

@@ -9,7 +9,13 @@ from planner.store.audit import AuditLog, DecisionRecord
 from planner.store.catalogs import CatalogStore, CatalogVersion
 from planner.store.database import Database, normalise_url
 from planner.store.ledger import Ledger, Spend, period_key
-from planner.store.outcomes import Outcome, OutcomeReport, record_outcomes
+from planner.store.outcomes import (
+    Outcome,
+    OutcomeCalibration,
+    OutcomeReport,
+    outcome_calibration,
+    record_outcomes,
+)
 from planner.store.registry import PredictorRegistryStore, PredictorStatus, PredictorVersion
 from planner.store.runs import CANONICAL_COLUMNS, RunFilter, RunStats, RunStore, TierStats
 
@@ -22,6 +28,7 @@ __all__ = [
     "DecisionRecord",
     "Ledger",
     "Outcome",
+    "OutcomeCalibration",
     "OutcomeReport",
     "PredictorRegistryStore",
     "PredictorStatus",
@@ -32,6 +39,7 @@ __all__ = [
     "Spend",
     "TierStats",
     "normalise_url",
+    "outcome_calibration",
     "period_key",
     "record_outcomes",
 ]

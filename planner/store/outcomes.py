@@ -1,5 +1,5 @@
 """Reported outcomes of routed decisions: actual cost and energy move the tenant's ledger by actual minus
-expected.
+expected; `outcome_calibration` compares what decisions promised with what they delivered.
 
 `record_outcomes(db, outcomes)` runs in one transaction. Each outcome first claims its decision row
 (`UPDATE decisions SET actual_cost_usd = ... WHERE request_id = ... AND actual_cost_usd IS NULL`), so a
@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
+import sqlalchemy as sa
+from sqlalchemy import Connection, func, select, update
+from statsmodels.stats.proportion import proportion_confint
 
 from planner.errors import FieldViolation, InvalidArgumentError
 from planner.store.audit import DECISIONS
@@ -107,3 +109,82 @@ def _settle(conn: Connection, o: Outcome) -> float:
     d_j = o.energy_j - float(expected_j) if o.energy_j is not None and expected_j is not None else 0.0
     adjust(conn, row.tenant, period_key(row.created_at, period), d_usd, d_j)
     return d_usd
+
+
+@dataclass(frozen=True)
+class OutcomeCalibration:
+    """Promised vs delivered over the reported decisions of one (tier, strategy); tier "*" = all of them.
+
+    Quality is compared on the decisions reported with `correct`: the mean promised quality against the
+    observed accuracy and its Wilson interval (`level`); spend on every reported decision."""
+
+    tier: str
+    strategy: str
+    reported: int
+    scored: int
+    expected_quality: float
+    observed_accuracy: float
+    ci_low: float
+    ci_high: float
+    expected_cost_usd: float
+    actual_cost_usd: float
+
+    @property
+    def quality_off(self) -> bool:
+        """The promised quality lies outside the observed accuracy's interval."""
+        return self.scored > 0 and not self.ci_low <= self.expected_quality <= self.ci_high
+
+    @property
+    def spend_ratio(self) -> float:
+        """Actual over promised spend (nan when nothing was promised)."""
+        return self.actual_cost_usd / self.expected_cost_usd if self.expected_cost_usd > 0 else math.nan
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.__dict__)
+        out["quality_off"], out["spend_ratio"] = self.quality_off, self.spend_ratio
+        return out
+
+
+def outcome_calibration(
+    db: Database, tenant: str | None = None, since: datetime | None = None, level: float = 0.95
+) -> list[OutcomeCalibration]:
+    """Per (tier, strategy), then all together: promised vs delivered quality and spend of the decisions
+    with a reported outcome (optionally of one tenant, decided at or after `since`)."""
+    if not 0.0 < level < 1.0:
+        raise InvalidArgumentError.for_field("level", level, "must be in (0, 1)")
+    c = DECISIONS.c
+    scored = c.correct.is_not(None)
+    columns = (
+        func.count(),
+        func.sum(sa.case((scored, 1), else_=0)),
+        func.sum(sa.case((scored, c.expected_quality), else_=0.0)),
+        func.sum(sa.case((c.correct.is_(True), 1), else_=0)),
+        func.sum(c.expected_cost_usd),
+        func.sum(c.actual_cost_usd),
+    )
+    where = [c.actual_cost_usd.is_not(None)]
+    if tenant is not None:
+        where.append(c.tenant == tenant)
+    if since is not None:
+        where.append(c.created_at >= since)
+    stmt = select(c.tier, c.strategy, *columns).where(*where).group_by(c.tier, c.strategy)
+    with db.engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(stmt.order_by(c.tier, c.strategy))]
+    out = [_calibration(str(r[0]), str(r[1]), r[2:], level) for r in rows]
+    if out:
+        totals = [sum(float(r[i] or 0) for r in rows) for i in range(2, 8)]
+        out.append(_calibration("*", "*", totals, level))
+    return out
+
+
+def _calibration(tier: str, strategy: str, sums: Sequence[float | None], level: float) -> OutcomeCalibration:
+    reported, scored, promised, hits, expected_usd, actual_usd = (float(v or 0) for v in sums)
+    if scored > 0:
+        low, high = proportion_confint(hits, scored, alpha=1 - level, method="wilson")
+        quality, accuracy = promised / scored, hits / scored
+    else:
+        low = high = quality = accuracy = math.nan
+    return OutcomeCalibration(
+        tier, strategy, int(reported), int(scored), quality, accuracy, float(low), float(high),
+        expected_usd, actual_usd,
+    )  # fmt: skip

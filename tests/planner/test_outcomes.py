@@ -72,3 +72,40 @@ def test_bad_outcomes_name_the_field_and_apply_nothing(db: Database) -> None:
     }
     assert Ledger(db).spent("acme", DAY).spent_usd == pytest.approx(0.02)  # unchanged
     assert all(r.actual_cost_usd is None for r in AuditLog(db).recent(tenant="acme"))
+
+
+def test_calibration_compares_promised_with_delivered(db: Database) -> None:
+    from planner.store import outcome_calibration
+
+    ids = decided(db, n=40, expected=0.01)  # each promises quality 0.9 at $0.01
+    report = [Outcome(d, 0.02, correct=i < 10) for i, d in enumerate(ids[:30])]  # 10 of 30 correct
+    record_outcomes(db, [*report, Outcome(ids[30], 0.01)])  # one without correctness
+    rows = outcome_calibration(db)
+    (group, total) = rows
+    assert (group.tier, group.strategy, group.reported, group.scored) == ("small", "single", 31, 30)
+    assert group.expected_quality == pytest.approx(0.9) and group.observed_accuracy == pytest.approx(1 / 3)
+    assert group.ci_low < 1 / 3 < group.ci_high < 0.9 and group.quality_off
+    assert group.spend_ratio == pytest.approx((30 * 0.02 + 0.01) / (31 * 0.01))
+    assert (total.tier, total.reported) == ("*", 31)
+    assert outcome_calibration(db, tenant="other") == []
+    assert outcome_calibration(db, since=datetime(2030, 1, 1, tzinfo=UTC)) == []
+    with pytest.raises(InvalidArgumentError, match="level"):
+        outcome_calibration(db, level=1.5)
+
+
+def test_outcomes_cli_reports_calibration(db: Database) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    ids = decided(db, n=5)
+    record_outcomes(db, [Outcome(i, 0.01, correct=True) for i in ids])
+    url = str(db.engine.url.render_as_string(hide_password=False))
+    out = CliRunner().invoke(app, ["outcomes", "--database-url", url, "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)["rows"]
+    assert rows[0]["observed_accuracy"] == 1.0 and rows[0]["quality_off"] is False
+    bad = CliRunner().invoke(app, ["outcomes", "--database-url", url, "--since", "yesterday", "--json"])
+    assert bad.exit_code == 2 and "since" in bad.output
