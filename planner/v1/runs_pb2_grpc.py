@@ -59,7 +59,8 @@ class RunServiceServicer:
     def RecordRuns(self, request_iterator, context):
         """Stream batches of run records; all are validated first and written in one transaction, so a bad record
         (INVALID_ARGUMENT naming the record index and field) writes nothing. Records already stored (same
-        idempotency key: task, query_id, model, strategy, target, sample_index) are counted as duplicates.
+        idempotency key: task, query_id, model, strategy, strategy_params, target, sample_index; strategy_params
+        compared as canonical JSON) are counted as duplicates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
