@@ -97,3 +97,24 @@ def test_extended_catalog_offers_derived_strategies_and_remaps_runs() -> None:
     assert mult["majority_vote-n16"] == pytest.approx(16.0) and mult["single"] == 1.0
     assert any("majority_vote" in n and "derived" in n for n in ext.notes)
 
+
+def test_training_maps_foreign_strategy_names_onto_the_catalog(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from planner.ingest import import_records
+    from planner.predictors.kinds import spec_for
+    from planner.predictors.lifecycle import TrainConfig, train_predictor
+    from planner.store import Database, PredictorRegistryStore
+
+    catalog = load_catalog()
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        runs = _runs(n=60)
+        runs["strategy_params"] = runs["strategy_params"].where(runs["strategy_params"].notna(), None)
+        import_records(runs.to_dict("records"), db, catalog=catalog, source="foreign")
+        config = TrainConfig.create(kind="difficulty")
+        result = train_predictor(db, config, catalog.run_name_map(), catalog=catalog)
+        stored = PredictorRegistryStore(db).get(result.version.version)
+        predictor = spec_for(stored.kind).loads(stored.artifact)
+        assert {"vote5", "majority_vote-n16"} <= set(predictor.evidence_)
+        assert "majority_vote" not in predictor.evidence_
+    finally:
+        db.dispose()
