@@ -6,8 +6,8 @@ and the import silently skipped the second as a re-import. `params_key` holds
 `json.dumps(params, sort_keys=True, separators=(",", ":"))` of the parsed strategy_params (whole-number
 floats written as ints: a protobuf Struct from `RecordRuns` turns 5 into 5.0), or '' when there are none
 (NULL, an empty object): NOT NULL, because NULLs are distinct in a unique index and re-imports of runs
-without parameters would then add rows. Existing rows are backfilled from their stored strategy_params (one
-UPDATE per distinct stored text); `uq_runs_key` becomes (query_id, task, model, strategy, params_key, target,
+without parameters would then add rows. Existing rows are backfilled from their stored strategy_params (by
+id, each distinct text parsed once); `uq_runs_key` becomes (query_id, task, model, strategy, params_key, target,
 sample_index), query_id still first (0003). On SQLite the constraint change rebuilds the table (Alembic batch
 mode); every row and id is carried over.
 
@@ -35,6 +35,7 @@ depends_on = None
 OLD_KEY = ["query_id", "task", "model", "strategy", "target", "sample_index"]
 NEW_KEY = ["query_id", "task", "model", "strategy", "params_key", "target", "sample_index"]
 _LOG = logging.getLogger("alembic.runtime.migration")
+_UPDATES_PER_CALL = 10_000
 
 
 def _ints(obj: Any) -> Any:
@@ -69,13 +70,22 @@ def _rekey(columns: list[str], drop_params_key: bool = False) -> None:
 
 
 def _backfill() -> None:
+    """params_key of every run with strategy_params, updated by id (each distinct text parsed once); work in
+    proportion to the runs that have parameters, whatever the number of distinct ones."""
     conn = op.get_bind()
-    texts = conn.execute(
-        sa.text("SELECT DISTINCT strategy_params FROM runs WHERE strategy_params IS NOT NULL")
-    ).scalars()
-    updates = [{"k": key, "t": t} for t in texts if (key := _canonical(t))]
-    if updates:
-        conn.execute(sa.text("UPDATE runs SET params_key = :k WHERE strategy_params = :t"), updates)
+    keys: dict[str, str] = {}
+    rows = conn.execute(sa.text("SELECT id, strategy_params FROM runs WHERE strategy_params IS NOT NULL"))
+    updates = []
+    for run_id, text in rows.all():
+        key = keys.get(text)
+        if key is None:
+            key = keys[text] = _canonical(text)
+        if key:
+            updates.append({"k": key, "i": run_id})
+    for start in range(0, len(updates), _UPDATES_PER_CALL):
+        conn.execute(
+            sa.text("UPDATE runs SET params_key = :k WHERE id = :i"), updates[start : start + _UPDATES_PER_CALL]
+        )
 
 
 def upgrade() -> None:
