@@ -126,6 +126,12 @@ def resolve_strategies(catalog: Catalog, runs: pd.DataFrame, plain: str = "singl
     how: dict[str, str] = {}
     used_by: dict[str, set[str]] = {}
     counts = unknown.groupby("name")["params"].nunique()
+    plain_names = {
+        (name, pj): plain
+        for name, pj in unknown.itertuples(index=False)
+        if shape_of(name, pj) == (StrategyKind.SINGLE, 1, 1) and plain in names
+    }
+    plain_rows = plain_mask(runs, plain_names, plain)
     for name, pj in unknown.itertuples(index=False):
         label = name if pj == "{}" else f"{name} {pj}"
         shape = shape_of(name, pj)
@@ -139,7 +145,7 @@ def resolve_strategies(catalog: Catalog, runs: pd.DataFrame, plain: str = "singl
             continue
         new_name = name if counts[name] == 1 else f"{name}-n{shape[1]}"
         rows = (keys["name"] == name) & (keys["params"] == pj)
-        s, note = _derive(catalog, new_name, shape, runs, rows.to_numpy(), plain)
+        s, note = _derive(catalog, new_name, shape, runs, rows.to_numpy(), plain_rows)
         derived[new_name] = s
         mapping[(name, pj)] = new_name
         used_by.setdefault(new_name, set()).update(runs.loc[rows.to_numpy(), "model"].astype(str))
@@ -162,13 +168,13 @@ def _derive(
     shape: tuple[StrategyKind, int, int],
     runs: pd.DataFrame,
     rows: np.ndarray,
-    plain: str,
+    plain_rows: np.ndarray,
 ) -> tuple[Strategy, str]:
     kind, samples, rounds = shape
     like = next((s for s in catalog.strategies if s.kind is kind), None)
     verifier_cost = like.verifier_cost if like is not None else (0.2 if kind in _MULTI[1:] else 0.0)
     verifier_acc = like.verifier_accuracy if like is not None else (0.8 if kind in _MULTI[1:] else 0.0)
-    measured = _token_ratio(runs, rows, plain)
+    measured = _token_ratio(runs, rows, plain_rows)
     if measured is not None:
         tm = float(np.clip(measured / (samples * rounds * (1.0 + verifier_cost)), 0.05, 50.0))
         note = f"token multiplier {tm:.2f} measured on {int(rows.sum())} runs"
@@ -192,15 +198,30 @@ def _derive(
     return strategy, note
 
 
-def _token_ratio(runs: pd.DataFrame, rows: np.ndarray, plain: str) -> float | None:
+def plain_mask(
+    runs: pd.DataFrame, mapping: Mapping[tuple[str, str], str], plain: str = "single"
+) -> np.ndarray:
+    """Which runs are plain single passes: strategy `plain`, or a name `mapping` resolves to it."""
+    if "strategy" not in runs:
+        return np.ones(len(runs), dtype=bool)
+    strategy = runs["strategy"].fillna(plain).astype(str)
+    out = np.array(strategy == plain, dtype=bool)
+    aliases = {k for k, v in mapping.items() if v == plain}
+    if aliases:
+        params = runs["strategy_params"].map(params_key) if "strategy_params" in runs else "{}"
+        pairs = pd.Series(list(zip(strategy, params, strict=True)), index=runs.index)
+        out |= pairs.isin(aliases).to_numpy()
+    return out
+
+
+def _token_ratio(runs: pd.DataFrame, rows: np.ndarray, is_plain: np.ndarray) -> float | None:
     """Median output tokens of the strategy's runs over the plain runs of the same (task, query, model)."""
     if "output_tokens" not in runs:
         return None
     tokens = pd.to_numeric(runs["output_tokens"], errors="coerce")
     task = runs["task"].astype(str) if "task" in runs else pd.Series("", index=runs.index)
     key = task + "\x1f" + runs["query_id"].astype(str) + "\x1f" + runs["model"].astype(str)
-    is_plain = runs["strategy"].fillna(plain).astype(str) == plain
-    base = tokens[is_plain.to_numpy()].groupby(key[is_plain.to_numpy()]).mean()
+    base = tokens[is_plain].groupby(key[is_plain]).mean()
     mine = tokens[rows]
     ratio = (mine / key[rows].map(base)).replace([np.inf, -np.inf], np.nan).dropna()
     ratio = ratio[ratio > 0]

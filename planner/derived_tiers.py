@@ -45,7 +45,7 @@ from planner.catalog import (
     TargetFamily,
     TokenPrice,
 )
-from planner.derived_strategies import StrategyResolution, params_key, resolve_strategies
+from planner.derived_strategies import StrategyResolution, params_key, plain_mask, resolve_strategies
 from planner.errors import InvalidArgumentError
 
 MIN_COST_ROWS = 20
@@ -193,7 +193,8 @@ def extend_catalog(
             how.update({m: "left out: its name is already a catalog tier or target name" for m in copies})
             continue
         rows = runs[runs["model"].astype(str).isin(copies)]
-        derived = _derive(catalog, name, copies, _plain_rows(rows, plain), prices, region, closed_size)
+        rows = rows[plain_mask(rows, resolution.mapping, plain)]
+        derived = _derive(catalog, name, copies, rows, prices, region, closed_size)
         if isinstance(derived, str):
             how.update({m: derived for m in copies})
             continue
@@ -259,13 +260,6 @@ def _aliases(catalog: Catalog, models: Sequence[str]) -> dict[str, str]:
         if len(hits) == 1:
             out[m] = next(iter(hits))
     return out
-
-
-def _plain_rows(rows: pd.DataFrame, plain: str) -> pd.DataFrame:
-    if "strategy" not in rows:
-        return rows
-    strategy = rows["strategy"].fillna(plain).astype(str)
-    return rows[strategy == plain]
 
 
 def _closed_size(catalog: Catalog) -> float:

@@ -186,3 +186,10 @@ def test_hosted_copies_of_an_unknown_model_are_one_tier(catalog) -> None:  # typ
     assert "hosted copy" in ext.how["Acme-70B@hostB"]
     runs["tier"] = runs["model"]
     assert set(remap_runs(runs, ext)["tier"]) == {"Acme-70B", "Acme-8B@hostA"}
+
+
+def test_foreign_plain_strategy_name_still_prices_from_recorded_costs(catalog) -> None:  # type: ignore[no-untyped-def]
+    runs = _runs({"acme-pro": {"in_usd": 1e-6, "out_usd": 3e-6}})
+    runs["strategy"] = "greedy"  # the plain single pass under another name
+    ext = extend_catalog(catalog, runs)
+    assert ext.how["acme-pro"] == "recorded costs"
