@@ -60,6 +60,13 @@ def params_key(value: Any) -> str:
     return json.dumps({str(k): value[k] for k in value}, sort_keys=True, default=str)
 
 
+def run_params(runs: pd.DataFrame) -> pd.Series:
+    """`params_key` of every run (all "{}" when the frame has no strategy_params column)."""
+    if "strategy_params" not in runs:
+        return pd.Series("{}", index=runs.index, dtype=object)
+    return runs["strategy_params"].map(params_key)
+
+
 def kind_of(name: str) -> StrategyKind | None:
     low = name.lower()
     for kind, pattern in KIND_WORDS:
@@ -118,7 +125,7 @@ def resolve_strategies(catalog: Catalog, runs: pd.DataFrame, plain: str = "singl
         return StrategyResolution({}, (), {}, {})
     names = {s.name for s in catalog.strategies}
     strategy = runs["strategy"].fillna(plain).astype(str)
-    params = runs["strategy_params"].map(params_key) if "strategy_params" in runs else "{}"
+    params = run_params(runs)
     keys = pd.DataFrame({"name": strategy, "params": params})
     unknown = keys[~keys["name"].isin(names)].drop_duplicates()
     mapping: dict[tuple[str, str], str] = {}
@@ -208,7 +215,7 @@ def plain_mask(
     out = np.array(strategy == plain, dtype=bool)
     aliases = {k for k, v in mapping.items() if v == plain}
     if aliases:
-        params = runs["strategy_params"].map(params_key) if "strategy_params" in runs else "{}"
+        params = run_params(runs)
         pairs = pd.Series(list(zip(strategy, params, strict=True)), index=runs.index)
         out |= pairs.isin(aliases).to_numpy()
     return out

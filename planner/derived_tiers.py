@@ -45,7 +45,7 @@ from planner.catalog import (
     TargetFamily,
     TokenPrice,
 )
-from planner.derived_strategies import StrategyResolution, params_key, plain_mask, resolve_strategies
+from planner.derived_strategies import StrategyResolution, plain_mask, resolve_strategies, run_params
 from planner.errors import InvalidArgumentError
 
 MIN_COST_ROWS = 20
@@ -220,7 +220,7 @@ def remap_runs(runs: pd.DataFrame, ext: Extension, plain: str = "single") -> pd.
         out = out.copy()
         out.loc[stale, "tier"] = mapped[stale]
     if ext.strategy_map and "strategy" in runs:
-        params = runs["strategy_params"].map(params_key) if "strategy_params" in runs else "{}"
+        params = run_params(runs)
         pairs = pd.Series(list(zip(runs["strategy"].fillna(plain).astype(str), params, strict=True)))
         resolved = pairs.map(ext.strategy_map)
         hit = resolved.notna().to_numpy()
