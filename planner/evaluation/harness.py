@@ -14,10 +14,26 @@ Reference points: the best single model is the most accurate tier's single pass 
 (ex post, the strictest bar); APGR/CPT use strong = that model and weak = the cheapest tier. AIQ is taken over
 the cost range of the single models (cheapest to most expensive mean realised cost per query). The planner's
 headline plan at the best single model's cost has a hard budget of that model's realised mean cost per query.
+
+Sparse logs (`planner.evaluation.coverage`, masked design; how each policy is scored: `policies`): a single
+model's quality and cost are its means over the queries where it was recorded, its estimated full-coverage
+means assuming coverage is missing at random (`figures["coverage"]` checks that per tier). The planner is
+scored over *every* replay query, choosing only among the options recorded on each, and compared with those
+estimates: "at the best single's cost" is the plan with a hard budget of the best single's estimated mean
+cost x n, against its estimated mean quality. We compare whole plans with the population figure rather than
+the planner's plan restricted to the best single's queries because a plan is made for the whole batch under
+one total budget (its slice on a subset has no budget of its own), and because on those queries the planner
+is offered the best single while elsewhere it is not, so the slice would not be a random part of the plan.
+The footing is conservative for the planner: each query offers it only the tiers recorded there, while the
+single models are credited with their full-coverage estimates. The confidence interval of the difference is
+a bootstrap over queries of both means (each over its own recorded queries). The weak tier is the cheapest
+tier recorded together with the best single on at least `coverage.MIN_RECORDED_QUERIES` queries (the cheapest
+tier when none is), so the random mix and the threshold router have queries to be scored on.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +45,7 @@ from models.api import Forecaster
 from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError
 from planner.evaluation import metrics, policies, simulated
+from planner.evaluation.coverage import MIN_RECORDED_QUERIES, missing_at_random_check
 from planner.evaluation.policies import Point, PolicyResult
 from planner.evaluation.replay import CrossFitForecaster, Replay, build_replay, keyed, query_folds
 from planner.evaluation.strategy_figures import strategy_figures
@@ -118,16 +135,20 @@ def evaluate(
     grid = policies.budget_grid(
         replay.predicted.usd, replay.predicted.quality, n_budgets, extra, feasible=replay.feasible
     )
+    pair = [
+        policies.random_mix(replay, weak, strong, seed=seed),
+        policies.threshold_router(replay, splits, fold, weak, strong),
+    ]
     results = [
         policies.planner_sweep(replay, grid),
         *singles,
-        policies.random_mix(replay, weak, strong, seed=seed),
-        policies.threshold_router(replay, splits, fold, weak, strong),
+        *(r for r in pair if r is not None),
         policies.knn_router(replay, splits, fold, k=knn_k),
         policies.oracle(replay),
         ex_ante,
     ]
-    notes_extra = _add_self_consistency(replay, results)
+    notes_extra = _pair_notes(replay, weak, strong, pair)
+    notes_extra += _add_self_consistency(replay, results)
     figures = _figures(replay, results, singles, best, weak, strong)
     if replay.strategy_columns():
         figures["recorded_strategies"] = strategy_figures(replay, results, figures)
@@ -151,6 +172,15 @@ def evaluate(
         figures=figures,
         notes=tuple(notes),
     )
+
+
+def _pair_notes(replay: Replay, weak: int, strong: int, pair: list[PolicyResult | None]) -> list[str]:
+    if all(r is not None for r in pair):
+        return []
+    return [
+        f"random_mix and threshold_router left out: no held-out query records both {replay.tiers[weak]} "
+        f"and {replay.tiers[strong]} (they are scored only where both were recorded)"
+    ]
 
 
 def _add_self_consistency(replay: Replay, results: list[PolicyResult]) -> list[str]:
@@ -188,10 +218,14 @@ def _require_tiers(replay: Replay, runs: pd.DataFrame) -> None:
 
 
 def _weak_strong(replay: Replay, best: int) -> tuple[int, int]:
-    """Strong: the best single model; weak: the cheapest tier (by realised mean cost)."""
-    order = np.argsort(replay.realised_cost[:, : replay.n_single].mean(axis=0), kind="stable")
-    weak = int(order[0]) if int(order[0]) != best else int(order[1])
-    return weak, best
+    """Strong: the best single model; weak: the cheapest tier (by realised mean cost) -- on sparse logs the
+    cheapest recorded together with the strong one on enough queries to score the pair routers on."""
+    order = [int(j) for j in np.argsort(replay.single_means()[1], kind="stable") if int(j) != best]
+    mask = replay.single_mask
+    if mask is not None:
+        together = [j for j in order if int((mask[:, j] & mask[:, best]).sum()) >= MIN_RECORDED_QUERIES]
+        order = together or order
+    return order[0], best
 
 
 def _router_metrics(
@@ -225,7 +259,7 @@ def _figures(
     oracle_pt = next(r for r in results if r.name == "oracle").points[0]
     ex_ante = next(r for r in results if r.name == "best_single_ex_ante")
     aiq = {name: r["aiq"] for name, r in routers.items()}
-    return {
+    out: dict[str, Any] = {
         "best_single": {"tier": replay.tiers[best], "quality": best_pt.quality, "cost_usd": best_pt.cost},
         "weak": {"tier": replay.tiers[weak], "quality": wk[1], "cost_usd": wk[0]},
         "single_models": {
@@ -240,18 +274,46 @@ def _figures(
         "planner_at_ex_ante_best_single_cost": _at_cost(replay, planner, ex_ante.points[0]),
         "planner_reaches_ex_ante_best_single": _reach(planner, ex_ante.points[0]),
         "planner_aiq_beats": {
-            name: aiq["planner"] > aiq[name] for name in ("threshold_router", "knn_router", "random_mix")
+            name: aiq["planner"] > aiq[name]
+            for name in ("threshold_router", "knn_router", "random_mix")
+            if name in aiq
         },
         "planner_calibration": calibration(planner.points, replay),
         "forecast_resolution": resolution(replay, best),
     }
+    single = replay.single_mask
+    if single is not None:
+        out["coverage"] = {
+            "design": replay.design,
+            "assumption": "coverage missing at random: a tier's mean over the queries where it was recorded "
+            "estimates its mean over all of them; others_gap_pp near 0 (within ~2 se_pp) is consistent "
+            "with it, a gap of several points says that tier's figures are biased by about as much",
+            "queries": replay.n,
+            "tiers_per_query": {
+                "min": int(single.sum(axis=1).min()),
+                "mean": float(single.sum(axis=1).mean()),
+                "max": int(single.sum(axis=1).max()),
+            },
+            "tiers": missing_at_random_check(
+                replay.realised_quality[:, : replay.n_single], single, replay.tiers
+            ),
+        }
+    return out
 
 
 def _at_cost(replay: Replay, planner: PolicyResult, ref: Point) -> dict[str, Any]:
-    """The planner's plan with a hard budget of the reference's realised cost per query, against it."""
+    """The planner's plan with a hard budget of the reference's realised cost per query, against it (sparse
+    logs: the plan over every query against the reference's mean over its recorded queries; module doc)."""
     at = next(p for p in planner.points if p.knob == ref.cost)
+    footing: dict[str, Any] = {}
+    if replay.single_mask is not None:
+        footing["footing"] = (
+            f"planner over all {replay.n} queries (choosing among the options recorded on each) vs the "
+            f"reference's mean over the {replay.recorded_rows(ref.choice).size} queries where it was recorded"
+        )
     return {
         **at.to_dict(),
+        **footing,
         "budget_usd_per_query": ref.cost,
         "reference_quality": ref.quality,
         "quality_minus_reference_pp": (at.quality - ref.quality) * 100,
@@ -287,7 +349,10 @@ def resolution(replay: Replay, best: int, contender_pp: float = 2.0) -> dict[str
       that mix them promise more than they deliver (selection bias)."""
     k = len(replay.tiers)  # the single-pass columns
     p, y = replay.predicted.quality[:, :k], replay.realised_quality[:, :k]
-    means = p.mean(axis=0)
+    sparse = bool(np.isnan(y).any())  # sparse logs: only cells (and contrasts) with recorded outcomes
+    if sparse:
+        p = np.where(np.isnan(y), np.nan, p)
+    means = np.nanmean(p, axis=0) if sparse else p.mean(axis=0)
     others = [j for j in range(p.shape[1]) if j != best]
     contenders = [j for j in others if means[j] >= means[best] - contender_pp / 100]
     out: dict[str, Any] = {"query": _slope(p, y)}
@@ -301,7 +366,15 @@ def resolution(replay: Replay, best: int, contender_pp: float = 2.0) -> dict[str
 
 
 def _slope(x: np.ndarray, z: np.ndarray) -> dict[str, float]:
-    x, z = x - x.mean(axis=0), z - z.mean(axis=0)
+    """Slope and correlation of z on x, each centred per column (NaN cells, unrecorded, left out)."""
+    if np.isnan(z).any():
+        seen = ~np.isnan(z)
+        with warnings.catch_warnings():  # a contrast never recorded: an all-NaN column, left out below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            x, z = x - np.nanmean(x, axis=0), z - np.nanmean(z, axis=0)
+        x, z = np.where(seen, x, 0.0), np.where(seen, z, 0.0)
+    else:
+        x, z = x - x.mean(axis=0), z - z.mean(axis=0)
     sxx, szz, sxz = float((x * x).sum()), float((z * z).sum()), float((x * z).sum())
     if sxx <= 0 or szz <= 0:
         return {"slope": float("nan"), "corr": float("nan")}
@@ -340,10 +413,10 @@ def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "aiq_vs_threshold_and_knn": {
             "target": "planner AIQ > threshold_router and knn_router",
-            "value": {k: aiq[k] for k in ("planner", "threshold_router", "knn_router")},
+            "value": {k: aiq.get(k) for k in ("planner", "threshold_router", "knn_router")},
             "met": bool(
-                figures["planner_aiq_beats"]["threshold_router"]
-                and figures["planner_aiq_beats"]["knn_router"]
+                figures["planner_aiq_beats"].get("threshold_router", False)
+                and figures["planner_aiq_beats"].get("knn_router", False)
             ),
         },
         "quality_calibration": {
@@ -365,13 +438,29 @@ def paired_ci(
     replay: Replay, a: np.ndarray, b: np.ndarray, level: float = 0.95, draws: int = 2000, seed: int = 0
 ) -> list[float]:
     """Bootstrap interval (over queries, paired) of the realised mean quality of choice `a` minus `b`, in
-    points: how much of a difference between two plans on the same queries is sampling noise."""
+    points: how much of a difference between two plans on the same queries is sampling noise. Where a
+    choice is not recorded on every query (sparse logs), each resample compares the means of `a` and `b`
+    over the resampled queries where each is recorded."""
     rows = np.arange(replay.n)
-    diff = replay.realised_quality[rows, a] - replay.realised_quality[rows, b]
     idx = np.random.default_rng(seed).integers(0, replay.n, size=(draws, replay.n))
-    means = diff[idx].mean(axis=1) * 100
     tail = (1 - level) / 2 * 100
+    if replay.available is not None and not (
+        replay.available[rows, a].all() and replay.available[rows, b].all()
+    ):
+        means = (_resampled_mean(replay, a, idx) - _resampled_mean(replay, b, idx)) * 100
+        return [float(np.nanpercentile(means, tail)), float(np.nanpercentile(means, 100 - tail))]
+    diff = replay.realised_quality[rows, a] - replay.realised_quality[rows, b]
+    means = diff[idx].mean(axis=1) * 100
     return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
+
+
+def _resampled_mean(replay: Replay, choice: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Per bootstrap resample (rows of `idx`), the choice's mean over the resampled queries recording it."""
+    rows = np.arange(replay.n)
+    q = replay.realised_quality[rows, choice]
+    seen = np.isfinite(q)[idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(seen, np.nan_to_num(q)[idx], 0.0).sum(axis=1) / seen.sum(axis=1)
 
 
 def calibration(points: tuple[Point, ...], replay: Replay) -> dict[str, Any]:

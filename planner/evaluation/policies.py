@@ -22,6 +22,19 @@ choice, the realised mean quality and cost, and -- for the planner -- what the p
 The planner and the oracle choose among every replay option (single passes and recorded strategies, the
 latter only where recorded: the replay's availability mask); the threshold, kNN and random routers and the
 ex-ante best single route between single-pass tiers only (they are the published single-pass baselines).
+
+Sparse logs (single passes recorded on only part of the queries, `planner.evaluation.coverage`): no policy
+is ever scored on an unrecorded outcome (neither as 0 nor by dropping just the queries where its own pick
+is missing, which would flatter it), and every rule below is fixed before looking at any outcome:
+- the planner, the kNN router and the oracle choose, per query, among the options recorded on it (the
+  planner plans with that mask; the kNN router takes its best recorded tier by its own estimates -- its
+  "next-best recorded pick"), and are scored on every replay query;
+- a single model (and the ex-ante best single) is scored on the queries where its single pass was recorded:
+  with coverage missing at random, that mean estimates its mean over every query;
+- the random mix and the threshold router, which pick between one weak and one strong tier, are scored on
+  the queries where *both* were recorded (a set chosen by coverage alone, not by the router's picks, so a
+  random subset under missing at random); they are left out, with a note, when too few queries have both.
+On dense logs each of these is every replay query, and the figures are exactly those of the dense replay.
 """
 
 from __future__ import annotations
@@ -75,12 +88,29 @@ class PolicyResult:
         return Curve.of([p.cost for p in self.points], [p.quality for p in self.points])
 
 
-def _point(replay: Replay, knob: float, choice: np.ndarray, promise: bool = False) -> Point:
-    q, c = replay.realise(choice)
+def _point(
+    replay: Replay, knob: float, choice: np.ndarray, promise: bool = False, rows: np.ndarray | None = None
+) -> Point:
+    """A choice's point over every replay query, or over `rows` only (means over those)."""
+    q, c = replay.realise(choice) if rows is None else replay.realise_on(rows, choice)
     if not promise:
         return Point(knob, choice, q, c)
-    pq, pc = replay.promise(choice)
+    pq, pc = replay.promise(choice, rows)
     return Point(knob, choice, q, c, pq, pc)
+
+
+def _own_rows(replay: Replay, choice: np.ndarray) -> np.ndarray | None:
+    """Where the choice is recorded, or None when it is recorded on every query (the dense path)."""
+    rows = replay.recorded_rows(choice)
+    return None if rows.size == replay.n else rows
+
+
+def pair_rows(replay: Replay, weak: int, strong: int) -> np.ndarray | None:
+    """Queries where both single passes are recorded; None when that is every query."""
+    single = replay.single_mask
+    if single is None or bool(single[:, [weak, strong]].all()):
+        return None
+    return np.flatnonzero(single[:, weak] & single[:, strong])
 
 
 def lambda_grid(cost: np.ndarray, n: int = 160) -> np.ndarray:
@@ -179,17 +209,21 @@ def planner_at_budget(replay: Replay, budget_per_query: float) -> Point:
 
 
 def single_models(replay: Replay) -> list[PolicyResult]:
+    """Every tier's single pass on every query (sparse logs: on the queries where it was recorded)."""
     out = []
     for j, tier in enumerate(replay.tiers):
         choice = np.full(replay.n, j, dtype=np.intp)
-        out.append(PolicyResult(tier, "single", (_point(replay, float(j), choice, promise=True),)))
+        rows = _own_rows(replay, choice)
+        point = _point(replay, float(j), choice, promise=True, rows=rows)
+        note = "" if rows is None else f"mean over the {rows.size}/{replay.n} queries where recorded"
+        out.append(PolicyResult(tier, "single", (point,), note=note))
     return out
 
 
 def best_single_ex_ante(replay: Replay, splits: Sequence[Split], fold: np.ndarray) -> PolicyResult:
     """Per fold, the tier most accurate on that fold's *training* runs, on all its held-out queries: the
     single model a user would have picked with the information the planner had (ties: the cheaper)."""
-    mean_cost = replay.realised_cost[:, : replay.n_single].mean(axis=0)
+    mean_cost = replay.single_means()[1]
     choice = np.zeros(replay.n, dtype=np.intp)
     picked = []
     for f, split in enumerate(splits):
@@ -199,18 +233,33 @@ def best_single_ex_ante(replay: Replay, splits: Sequence[Split], fold: np.ndarra
         tier = int(np.lexsort((mean_cost, -acc))[0])
         choice[fold == f] = tier
         picked.append(replay.tiers[tier])
-    point = _point(replay, 0.0, choice, promise=True)
-    return PolicyResult("best_single_ex_ante", "reference", (point,), note=f"per fold: {picked}")
+    rows = _own_rows(replay, choice)
+    point = _point(replay, 0.0, choice, promise=True, rows=rows)
+    note = f"per fold: {picked}"
+    if rows is not None:
+        note += f"; mean over the {rows.size}/{replay.n} queries where the fold's pick was recorded"
+    return PolicyResult("best_single_ex_ante", "reference", (point,), note=note)
 
 
-def random_mix(replay: Replay, weak: int, strong: int, seed: int = 0, steps: int = 21) -> PolicyResult:
+def _pair_note(replay: Replay, rows: np.ndarray | None) -> str:
+    if rows is None:
+        return ""
+    return f"; scored on the {rows.size}/{replay.n} queries where both were recorded"
+
+
+def random_mix(replay: Replay, weak: int, strong: int, seed: int = 0, steps: int = 21) -> PolicyResult | None:
+    """Strong with probability p, else weak, swept over p (None when no query records both)."""
+    rows = pair_rows(replay, weak, strong)
+    if rows is not None and not rows.size:
+        return None
     rng = np.random.default_rng(seed)
     u = rng.random(replay.n)
     points = tuple(
-        _point(replay, float(p), np.where(u < p, strong, weak).astype(np.intp))
+        _point(replay, float(p), np.where(u < p, strong, weak).astype(np.intp), rows=rows)
         for p in np.linspace(0, 1, steps)
     )
-    return PolicyResult("random_mix", "router", points, note=f"{replay.tiers[weak]} / {replay.tiers[strong]}")
+    note = f"{replay.tiers[weak]} / {replay.tiers[strong]}{_pair_note(replay, rows)}"
+    return PolicyResult("random_mix", "router", points, note=note)
 
 
 def _texts(queries: Sequence[object]) -> list[str]:
@@ -257,8 +306,12 @@ def threshold_router(
     weak: int,
     strong: int,
     steps: int = 41,
-) -> PolicyResult:
-    """RouteLLM-style: a classifier trained on the other folds scores P(weak model fails) per query."""
+) -> PolicyResult | None:
+    """RouteLLM-style: a classifier trained on the other folds scores P(weak model fails) per query (None
+    when no query records both tiers)."""
+    rows = pair_rows(replay, weak, strong)
+    if rows is not None and not rows.size:
+        return None
     texts = _texts(replay.queries)
 
     def p_fail(train: pd.DataFrame, rows: list[int]) -> np.ndarray:
@@ -273,11 +326,14 @@ def threshold_router(
         return np.asarray(clf.predict_proba(vec.transform([texts[i] for i in rows]))[:, 1])
 
     score = cross_fit(replay, splits, fold, p_fail)
-    thresholds = np.concatenate([[np.inf], np.quantile(score, np.linspace(1, 0, steps)), [-np.inf]])
+    scored = score if rows is None else score[rows]
+    thresholds = np.concatenate([[np.inf], np.quantile(scored, np.linspace(1, 0, steps)), [-np.inf]])
     points = tuple(
-        _point(replay, float(t), np.where(score >= t, strong, weak).astype(np.intp)) for t in thresholds
+        _point(replay, float(t), np.where(score >= t, strong, weak).astype(np.intp), rows=rows)
+        for t in thresholds
     )
     note = f"weak {replay.tiers[weak]}, strong {replay.tiers[strong]}; TF-IDF logistic P(weak fails)"
+    note += _pair_note(replay, rows)
     return PolicyResult("threshold_router", "router", points, note=note)
 
 
@@ -289,8 +345,9 @@ def knn_router(
     smoothing: float = 5.0,
     lambdas: np.ndarray | None = None,
 ) -> PolicyResult:
-    """RouterBench-style: each tier's quality and cost averaged over the k nearest training queries, then
-    argmax of quality - lambda x cost, swept over lambda."""
+    """RouterBench-style: each tier's quality and cost averaged over the k nearest training queries (quality
+    over the neighbours where the tier was recorded), then argmax of quality - lambda x cost over the tiers
+    recorded on the query, swept over lambda."""
     texts = _texts(replay.queries)
     n_tiers = len(replay.tiers)
 
@@ -298,24 +355,27 @@ def knn_router(
         train_texts, scores = _train_matrix(train, replay.tiers, "score")
         _, costs = _train_costs(replay, train)
         col_mean = np.nanmean(scores, axis=0)
-        scores = np.where(np.isnan(scores), col_mean[None, :], scores)
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
         x = vec.fit_transform(train_texts)
         nn = NearestNeighbors(n_neighbors=min(k, len(train_texts)), metric="cosine").fit(x)
         _, idx = nn.kneighbors(vec.transform([texts[i] for i in rows]))
-        q_hat = (scores[idx].sum(axis=1) + smoothing * col_mean[None, :]) / (idx.shape[1] + smoothing)
+        if np.isnan(scores).any():  # sparse logs: each tier's mean over the neighbours that recorded it
+            seen = ~np.isnan(scores[idx])
+            total = np.where(seen, scores[idx], 0.0).sum(axis=1) + smoothing * col_mean[None, :]
+            q_hat = total / (seen.sum(axis=1) + smoothing)
+        else:
+            q_hat = (scores[idx].sum(axis=1) + smoothing * col_mean[None, :]) / (idx.shape[1] + smoothing)
         return np.concatenate([q_hat, costs[idx].mean(axis=1)], axis=1)
 
     both = cross_fit(replay, splits, fold, estimate)
     q_hat, c_hat = both[:, :n_tiers], both[:, n_tiers:]
     grid = lambda_grid(c_hat) if lambdas is None else lambdas
-    points = tuple(_point(replay, float(lam), lagrangian_choice(q_hat, c_hat, lam)) for lam in grid)
-    return PolicyResult(
-        "knn_router",
-        "router",
-        points,
-        note=f"k={k}, TF-IDF cosine neighbours, {smoothing} pseudo-runs at the tier mean",
-    )
+    mask = replay.single_mask
+    points = tuple(_point(replay, float(lam), lagrangian_choice(q_hat, c_hat, lam, mask)) for lam in grid)
+    note = f"k={k}, TF-IDF cosine neighbours, {smoothing} pseudo-runs at the tier mean"
+    if mask is not None:
+        note += "; per query, its best tier among those recorded on it"
+    return PolicyResult("knn_router", "router", points, note=note)
 
 
 def _train_costs(replay: Replay, train: pd.DataFrame) -> tuple[list[str], np.ndarray]:

@@ -23,7 +23,6 @@ fitted model, e.g. `DifficultyPredictor.quality_fn` with its offsets fitted from
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,10 +31,12 @@ import pandas as pd
 
 from models.strategies import expected_quality
 from planner.catalog import Catalog, Strategy, StrategyKind
+from planner.evaluation.coverage import MIN_RECORDED_QUERIES, required_queries
 from planner.options import QualityFn
 
-MIN_STRATEGY_QUERIES = 20
-"""Replay queries a recorded (tier, strategy) needs at least before it becomes a replay option."""
+MIN_STRATEGY_QUERIES = MIN_RECORDED_QUERIES
+"""Replay queries a recorded (tier, strategy) needs at least before it becomes a replay option (the same bar
+as a tier's single pass on sparse logs, `planner.evaluation.coverage`)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def recorded_strategies(
     if off_tier:
         notes.append(f"strategy runs of tiers not in the replay (left out): {off_tier}")
     other = other[other["tier"].isin(list(tiers))]
-    need = max(MIN_STRATEGY_QUERIES, math.ceil(min_coverage * len(ids)))
+    need = required_queries(min_coverage, len(ids))
     groups = {k: g for k, g in other.groupby(["tier", "strategy"])}
     out: list[RecordedOption] = []
     short: list[str] = []

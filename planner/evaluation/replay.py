@@ -1,8 +1,11 @@
 """Replay data: a query-level split of historical runs and the realised outcome and cost of every option.
 
 The replay only offers options whose outcome on a held-out query is *recorded*:
-- for each tier with runs, its plain single-pass strategy on the tier's cheapest feasible target (cheapest at
-  the probe lengths of `_replay_options`), recorded on every replay query (the first `len(tiers)` columns);
+- for each kept tier, its plain single-pass strategy on the tier's cheapest feasible target (cheapest at
+  the probe lengths of `_replay_options`): the first `len(tiers)` columns. Dense logs (complete-case design)
+  record them on every replay query; on sparse logs (each query answered by only some models) each is
+  available only on the queries where it was recorded (`planner.evaluation.coverage`: which tiers and
+  queries are kept, and the missing-at-random assumption the sparse design rests on);
 - for each (tier, catalog strategy) whose held-out runs cover enough of the replay queries (chain of thought,
   majority vote, best-of-N, revisions... logged as runs of that strategy), that strategy on its cheapest
   feasible target, *available only on the queries where it was recorded* (`Replay.available`; see
@@ -22,9 +25,11 @@ The replay only offers options whose outcome on a held-out query is *recorded*:
 With cross-fitting (`query_folds` with k folds and `CrossFitForecaster`) every query is held out once: its
 forecast comes from the forecaster trained on the other folds, so the replay covers all queries out of fold
 (k-fold cross-fitting; a smaller sampling error on the realised means than one 30% split).
-Tiers missing single-pass outcomes on more than `max_missing` of the held-out queries are dropped; queries
-still missing a single-pass outcome are dropped too (both reported in `Replay.notes`). A missing strategy
-outcome drops nothing: that option is just unavailable on that query.
+Which tiers and queries are kept is `planner.evaluation.coverage.select` (reported in `Replay.notes`): on
+dense logs, tiers missing single-pass outcomes on more than `max_missing` of the held-out queries are
+dropped and so are queries still missing one (as before); on sparse logs every tier recorded on enough
+queries is kept, masked where unrecorded. A missing strategy outcome drops nothing: that option is just
+unavailable on that query.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from models.api import Forecast, Forecaster, Query
 from models.data import queries_from_frame, query_keys
 from planner.catalog import Catalog, StrategyKind
 from planner.errors import FailedPreconditionError
+from planner.evaluation import coverage
+from planner.evaluation.coverage import COMPLETE
 from planner.evaluation.recorded import (
     RecordedOption,
     model_quality_fn,
@@ -132,9 +139,10 @@ class CrossFitForecaster:
 class Replay:
     """Held-out queries x replay options: realised and predicted quality and cost (all (n, m) arrays).
 
-    Columns `0 .. len(tiers) - 1` are each tier's single pass (recorded on every replay query); the columns
-    after them are recorded (tier, strategy) options, available only where `available` is True (realised
-    quality and cost are NaN elsewhere)."""
+    Columns `0 .. len(tiers) - 1` are each tier's single pass (recorded on every replay query in the
+    complete-case design; on sparse logs only where `available`); the columns after them are recorded (tier,
+    strategy) options, available only where `available` is True (realised quality and cost are NaN
+    elsewhere)."""
 
     queries: tuple[Query, ...]
     options: OptionSet
@@ -150,6 +158,8 @@ class Replay:
     unrecorded)."""
     available: np.ndarray | None = None
     """(n, m) bool: the option's outcome on the query is recorded; None = every option everywhere."""
+    design: str = COMPLETE
+    """`coverage.COMPLETE` (every tier's single pass on every replay query) or `coverage.MASKED` (sparse)."""
 
     @property
     def n(self) -> int:
@@ -166,6 +176,28 @@ class Replay:
         if self.available is None:
             return np.ones(self.realised_quality.shape, dtype=bool)
         return self.available
+
+    @property
+    def single_mask(self) -> np.ndarray | None:
+        """(n, tiers) availability of the single passes; None when every one is recorded on every query."""
+        if self.available is None:
+            return None
+        single = self.available[:, : self.n_single]
+        return None if bool(single.all()) else single
+
+    def single_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per tier, mean realised (quality, cost) of its single pass over the queries where it was recorded
+        (its estimated mean over every query, assuming coverage is missing at random)."""
+        q, c = self.realised_quality[:, : self.n_single], self.realised_cost[:, : self.n_single]
+        if self.single_mask is None:
+            return q.mean(axis=0), c.mean(axis=0)
+        return np.nanmean(q, axis=0), np.nanmean(c, axis=0)
+
+    def recorded_rows(self, choice: np.ndarray) -> np.ndarray:
+        """Rows where the choice's option is recorded (every row when nothing is masked)."""
+        if self.available is None:
+            return np.arange(self.n)
+        return np.flatnonzero(self.available[np.arange(self.n), choice])
 
     @property
     def feasible(self) -> np.ndarray | None:
@@ -199,8 +231,23 @@ class Replay:
             float(self.realised_cost[rows, choice].mean()),
         )
 
-    def promise(self, choice: np.ndarray) -> tuple[float, float]:
-        """Mean predicted (quality, cost per query) of a choice."""
+    def realise_on(self, rows: np.ndarray, choice: np.ndarray) -> tuple[float, float]:
+        """Mean realised (quality, cost per query) of a choice over `rows` only (each recorded there)."""
+        picked = choice[rows]
+        if self.available is not None and not bool(self.available[rows, picked].all()):
+            raise ValueError("the choice picks an option whose outcome is not recorded on some of the rows")
+        return (
+            float(self.realised_quality[rows, picked].mean()),
+            float(self.realised_cost[rows, picked].mean()),
+        )
+
+    def promise(self, choice: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, float]:
+        """Mean predicted (quality, cost per query) of a choice (over `rows`, default all)."""
+        if rows is not None:
+            picked = choice[rows]
+            return float(self.predicted.quality[rows, picked].mean()), float(
+                self.predicted.usd[rows, picked].mean()
+            )
         rows = np.arange(self.n)
         return float(self.predicted.quality[rows, choice].mean()), float(
             self.predicted.usd[rows, choice].mean()
@@ -240,23 +287,27 @@ def build_replay(
     quality_fn: QualityFn | None = None,
     max_missing: float = 0.05,
     min_strategy_coverage: float = 0.05,
+    min_tier_coverage: float = 0.05,
 ) -> Replay:
     """Realised and predicted arrays for the held-out runs `test` (a prepared frame).
 
     `quality_fn` overrides the strategy response of the forecaster's fitted model(s) (see
-    `planner.evaluation.recorded`); the single pass is priced at the forecast P(correct) either way."""
+    `planner.evaluation.recorded`); the single pass is priced at the forecast P(correct) either way.
+    `max_missing` and `min_tier_coverage` choose the tiers and queries (`planner.evaluation.coverage`)."""
     single = single_strategy_name(catalog)
     test = keyed(test)
     plain = test[test["strategy"] == single]
     notes: list[str] = []
-    tiers, ids, quality, out_tokens = _single_outcomes(catalog, forecaster, plain, max_missing, notes)
+    tiers, ids, quality, out_tokens, design = _single_outcomes(
+        catalog, forecaster, plain, max_missing, min_tier_coverage, notes
+    )
     order = {query_key(q): q for q in queries_from_frame(plain)}
     queries = [order[i] for i in ids]
     recorded = recorded_strategies(catalog, test, KEY, single, tiers, ids, min_strategy_coverage, notes)
     options, recorded = _replay_options(catalog, cost_model, forecaster.tiers, tiers, single, recorded, notes)
     forecast = forecaster.forecast(queries)
     options, predicted = _predicted(options, forecaster, forecast, queries, quality_fn)
-    out_tokens = _fill_tokens(out_tokens, forecast, tiers, notes)
+    out_tokens = _fill_tokens(out_tokens, forecast, tiers, ~np.isnan(quality), notes)
     inp = np.array([q.input_tokens for q in queries], float)
     realised, tokens, available = _realised_arrays(options, tiers, quality, out_tokens, recorded, notes)
     cost = np.where(available, options.metrics(inp, tokens)["usd"], np.nan)
@@ -271,15 +322,21 @@ def build_replay(
         tuple(notes),
         forecast,
         out_tokens,
-        available if len(options) > len(tiers) else None,
+        None if bool(available.all()) else available,
+        design,
     )
 
 
 def _single_outcomes(
-    catalog: Catalog, forecaster: Forecaster, plain: pd.DataFrame, max_missing: float, notes: list[str]
-) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """The priced tiers with single-pass outcomes on enough held-out queries, the queries where every one of
-    them has an outcome, and their (n, tiers) mean score and output tokens."""
+    catalog: Catalog,
+    forecaster: Forecaster,
+    plain: pd.DataFrame,
+    max_missing: float,
+    min_coverage: float,
+    notes: list[str],
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, str]:
+    """The priced tiers with single-pass outcomes on enough held-out queries, the kept queries, their (n,
+    tiers) mean score and output tokens (NaN where unrecorded) and the design (`coverage.select`)."""
     catalog_tiers = {t.name for t in catalog.tiers}
     with_runs = set(plain["tier"])
     known = [t for t in forecaster.tiers if t in catalog_tiers and t in with_runs]
@@ -288,31 +345,24 @@ def _single_outcomes(
         notes.append(f"tiers with runs but not in the catalog (no price, left out): {unpriced}")
     ids = list(dict.fromkeys(plain[KEY]))
     quality = _pivot(plain, "score", ids, known)
-    missing_share = np.isnan(quality).mean(axis=0) if len(ids) else np.ones(len(known))
-    keep = [t for t, m in zip(known, missing_share, strict=True) if m <= max_missing]
-    dropped = [t for t, m in zip(known, missing_share, strict=True) if m > max_missing]
-    if dropped:
-        notes.append(
-            f"tiers missing outcomes on > {max_missing:.0%} of held-out queries (left out): {dropped}"
-        )
+    chosen = coverage.select(~np.isnan(quality), known, max_missing, min_coverage, notes)
+    keep = [known[j] for j in chosen.tiers]
     if not keep:
         unknown = len(with_runs & catalog_tiers) - len(known)
+        need = coverage.required_queries(min_coverage, len(ids))
         raise FailedPreconditionError(
             "no tier with recorded single-pass outcomes on the held-out queries is priced: "
             f"{len(with_runs)} tiers with runs, {len(unpriced)} not in the catalog, {unknown} unknown to the "
-            f"forecaster, {len(dropped)} missing outcomes on > {max_missing:.0%} of queries"
+            f"forecaster, {len(known)} recorded on fewer than {need} of the {len(ids)} held-out queries"
         )
-    quality = _pivot(plain, "score", ids, keep)
-    out_tokens = _pivot(plain, "output_tokens", ids, keep)
-    complete = ~np.isnan(quality).any(axis=1)
-    if not complete.all():
-        notes.append(f"{int((~complete).sum())} held-out queries lack an outcome for some tier (left out)")
-    if not complete.any():
+    if not chosen.rows.size:
         raise FailedPreconditionError(
             f"none of the {len(ids)} held-out queries has a single-pass outcome for every kept tier {keep}"
         )
-    ids = [q for q, ok in zip(ids, complete, strict=True) if ok]
-    return keep, ids, quality[complete], out_tokens[complete]
+    quality = quality[np.ix_(chosen.rows, np.asarray(chosen.tiers, dtype=np.intp))]
+    out_tokens = _pivot(plain, "output_tokens", ids, keep)[chosen.rows]
+    ids = [ids[int(i)] for i in chosen.rows]
+    return keep, ids, quality, out_tokens, chosen.design
 
 
 def _replay_options(
@@ -385,6 +435,7 @@ def _realised_arrays(
     tokens = np.empty((n, m))
     tokens[:, :k] = out_tokens
     available = np.ones((n, m), dtype=bool)
+    available[:, :k] = ~np.isnan(quality)
     no_tokens = 0
     for j, rec in enumerate(recorded, start=k):
         option = options.options[j]
@@ -422,9 +473,14 @@ def _options_note(options: OptionSet, available: np.ndarray, n_single: int) -> s
 
 
 def _fill_tokens(
-    out_tokens: np.ndarray, forecast: Forecast, tiers: Sequence[str], notes: list[str]
+    out_tokens: np.ndarray,
+    forecast: Forecast,
+    tiers: Sequence[str],
+    recorded: np.ndarray,
+    notes: list[str],
 ) -> np.ndarray:
-    """Unrecorded output lengths: the tier's median recorded length, else the forecast's mean (noted)."""
+    """Unrecorded output lengths: the tier's median recorded length, else the forecast's mean (noted; only
+    lengths missing on `recorded` outcomes are priced in realised figures, the others feed the simulation)."""
     missing = np.isnan(out_tokens)
     if not missing.any():
         return out_tokens
@@ -440,6 +496,7 @@ def _fill_tokens(
             f"no recorded output tokens for {[t for t, m in zip(tiers, none, strict=True) if m]}: their "
             "realised cost is priced at the forecast tokens (so realised spend = predicted spend there)"
         )
-    if (missing & ~none[None, :]).any():
-        notes.append(f"{int((missing & ~none[None, :]).sum())} outcomes without output tokens: tier median")
+    priced = missing & ~none[None, :] & recorded
+    if priced.any():
+        notes.append(f"{int(priced.sum())} outcomes without output tokens: tier median")
     return out

@@ -7,7 +7,8 @@ every query from the single passes alone. These figures are therefore *simulated
 reported apart from the realised ones (`PolicyResult.realised = False`):
 
 - the reference success probability of each held-out (query, tier) is an item-response fit on the held-out
-  outcomes themselves (logit p = query ease + tier ability; a weak L2 penalty), i.e. the best estimate the
+  outcomes themselves (on sparse logs the recorded ones; the fit fills in the unrecorded cells) (logit p =
+  query ease + tier ability; a weak L2 penalty), i.e. the best estimate the
   data gives of each query's true single-sample success rate -- the simulation's ground truth, which the
   planner never sees (it plans from its out-of-fold forecast);
 - a strategy's simulated quality is `models.strategies.expected_quality` of that reference probability (the
@@ -92,7 +93,7 @@ def build_simulation(catalog: Catalog, cost_model: CostModelLike, replay: Replay
     p_ref = reference_probabilities(replay)
     inp = np.array([q.input_tokens for q in replay.queries], float)
     cost = options.metrics(inp, replay.realised_output_tokens[:, options.tier_col])["usd"]
-    gap = np.abs(p_ref.mean(axis=0) - replay.realised_quality[:, : replay.n_single].mean(axis=0)).mean() * 100
+    gap = np.abs(p_ref.mean(axis=0) - replay.single_means()[0]).mean() * 100
     return Simulation(options, predicted.quality, predicted.usd, options.quality(p_ref), cost, float(gap))
 
 

@@ -4,7 +4,8 @@ forecaster promised for it, and how much of the planner's plans went to strategi
 - `options`: per recorded (tier, strategy), on the queries where it was recorded: realised and predicted
   quality and cost, and the same tier's single pass on the same queries (the realised lift of the strategy,
   free of the choice of queries; a large gap between that single pass and the tier's mean elsewhere says the
-  logs applied the strategy to non-random queries);
+  logs applied the strategy to non-random queries); on sparse logs the single-pass comparisons are over the
+  queries where both were recorded (`queries_with_single_recorded` when fewer);
 - `planner_strategy_share`: per plan of interest, the share of queries the planner gave to each strategy;
 - `best_uniform_self_consistency_realised`: the realised self-consistency point of highest quality.
 """
@@ -45,10 +46,12 @@ def strategy_figures(replay: Replay, results: list[PolicyResult], figures: dict[
 
 def _option(replay: Replay, j: int) -> dict[str, Any]:
     option = replay.options.options[j]
-    rows = np.flatnonzero(replay.mask[:, j])
+    mask = replay.mask
+    rows = np.flatnonzero(mask[:, j])
     single = replay.tiers.index(option.tier)
+    both = np.flatnonzero(mask[:, j] & mask[:, single])  # `rows` unless single passes are sparse too
     q, c = replay.realised_quality, replay.realised_cost
-    return {
+    out = {
         "option": option.label(),
         "queries": int(rows.size),
         "coverage": rows.size / replay.n,
@@ -56,12 +59,19 @@ def _option(replay: Replay, j: int) -> dict[str, Any]:
         "predicted_quality": float(replay.predicted.quality[rows, j].mean()),
         "cost_usd": float(c[rows, j].mean()),
         "predicted_cost_usd": float(replay.predicted.usd[rows, j].mean()),
-        "single_quality_same_queries": float(q[rows, single].mean()),
-        "single_cost_usd_same_queries": float(c[rows, single].mean()),
-        "single_quality_all_queries": float(q[:, single].mean()),
-        "lift_vs_single_pp": float((q[rows, j] - q[rows, single]).mean() * 100),
-        "cost_ratio_vs_single": float(c[rows, j].mean() / max(c[rows, single].mean(), 1e-300)),
+        "single_quality_same_queries": _mean(q[both, single]),
+        "single_cost_usd_same_queries": _mean(c[both, single]),
+        "single_quality_all_queries": _mean(q[np.flatnonzero(mask[:, single]), single]),
+        "lift_vs_single_pp": _mean(q[both, j] - q[both, single]) * 100,
+        "cost_ratio_vs_single": _mean(c[both, j]) / max(_mean(c[both, single]), 1e-300),
     }
+    if both.size < rows.size:
+        out["queries_with_single_recorded"] = int(both.size)
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _shares(replay: Replay, choice: np.ndarray) -> dict[str, Any]:
