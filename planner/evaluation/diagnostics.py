@@ -17,15 +17,27 @@ from planner.evaluation.replay import Replay
 
 
 def paired_ci(
-    replay: Replay, a: np.ndarray, b: np.ndarray, level: float = 0.95, draws: int = 2000, seed: int = 0
+    replay: Replay,
+    a: np.ndarray,
+    b: np.ndarray,
+    level: float = 0.95,
+    draws: int = 2000,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> list[float]:
     """Bootstrap interval (over queries, paired) of the realised mean quality of choice `a` minus `b`, in
-    points: how much of a difference between two plans on the same queries is sampling noise. Where a
-    choice is not recorded on every query (sparse logs), each resample compares the means of `a` and `b`
-    over the resampled queries where each is recorded."""
+    points: how much of a difference between two plans on the same queries is sampling noise. `rows`: only
+    those queries (each choice recorded on every one of them). Where a choice is not recorded on every query
+    (sparse logs), each resample compares the means of `a` and `b` over the resampled queries where each is
+    recorded."""
+    tail = (1 - level) / 2 * 100
+    if rows is not None:
+        diff = replay.realised_quality[rows, a[rows]] - replay.realised_quality[rows, b[rows]]
+        idx = np.random.default_rng(seed).integers(0, rows.size, size=(draws, rows.size))
+        means = diff[idx].mean(axis=1) * 100
+        return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
     rows = np.arange(replay.n)
     idx = np.random.default_rng(seed).integers(0, replay.n, size=(draws, replay.n))
-    tail = (1 - level) / 2 * 100
     if replay.available is not None and not (
         replay.available[rows, a].all() and replay.available[rows, b].all()
     ):

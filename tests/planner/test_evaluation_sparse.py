@@ -125,6 +125,9 @@ def test_sparse_demo_evaluates_with_every_figure(report: EvaluationReport, tmp_p
         assert 0.3 < entry["share"] < 0.9 and np.isfinite(entry["others_gap_pp"])
     at = figures["planner_at_best_single_cost"]
     assert "footing" in at and at["predicted_cost_usd"] <= at["budget_usd_per_query"] * (1 + 1e-9)
+    same = at["on_reference_queries"]  # secondary, paired: the plan where the best single was recorded
+    assert MIN_RECORDED_QUERIES <= same["queries"] < report.n_test_queries
+    assert same["quality_minus_reference_ci95_pp"][0] <= same["quality_minus_reference_pp"]
     lo, hi = at["quality_minus_reference_ci95_pp"]
     assert np.isfinite(lo) and lo <= at["quality_minus_reference_pp"] <= hi
     for router in ("planner", "random_mix", "threshold_router", "knn_router"):
