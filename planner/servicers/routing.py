@@ -176,39 +176,29 @@ def _tenant_period(state: ServiceState, request: Any, budget: Budget) -> Budget:
 
 
 # ---- response conversion -----------------------------------------------------------------------------------
-def decision_to_proto(d: Decision) -> routing_pb2.Decision:
-    e = d.explanation
-    exp = routing_pb2.Explanation(
-        binding_constraint=e.binding_constraint,
-        binding_kind=_KINDS.get(e.binding_kind, routing_pb2.CONSTRAINT_KIND_UNSPECIFIED),
-        shadow_price=e.shadow_price,
-        quality_gain_per_usd=e.quality_gain_per_usd,
-        runner_up_quality=e.runner_up_quality,
-        runner_up_cost_usd=e.runner_up_cost_usd,
-        high_compute=e.high_compute,
-        escalated=e.escalated,
-        escalation_reason=e.escalation_reason,
-        deadline_fallback=e.deadline_fallback,
-        summary=e.summary,
-    )
+def decision_to_proto(d: Decision, msg: routing_pb2.Decision | None = None) -> routing_pb2.Decision:
+    """`d` as its API message, written into `msg` when given (e.g. a reply's field: no extra copy). Fields are
+    set in place rather than through sub-message constructors, which would build and copy each one."""
+    msg = routing_pb2.Decision() if msg is None else msg
+    msg.decision_id, msg.query_id, msg.tenant = d.decision_id, d.query_id, d.tenant
+    msg.expected_quality = d.expected_quality
+    msg.predictor_version, msg.catalog_version = d.predictor_version, d.catalog_version
+    option = msg.option
+    option.tier, option.strategy, option.target = d.option.tier, d.option.strategy, d.option.target
+    msg.cost_usd.mean, msg.cost_usd.p90 = d.usd, d.usd_p90
+    msg.latency_s.mean, msg.latency_s.p90 = d.latency_s, d.latency_p90_s
+    msg.ttft_s.mean = msg.ttft_s.p90 = d.ttft_s
+    msg.energy_j.mean = msg.energy_j.p90 = d.energy_j
+    e, exp = d.explanation, msg.explanation
+    exp.binding_constraint = e.binding_constraint
+    exp.binding_kind = _KINDS.get(e.binding_kind, routing_pb2.CONSTRAINT_KIND_UNSPECIFIED)
+    exp.shadow_price, exp.quality_gain_per_usd = e.shadow_price, e.quality_gain_per_usd
+    exp.runner_up_quality, exp.runner_up_cost_usd = e.runner_up_quality, e.runner_up_cost_usd
+    exp.high_compute, exp.escalated, exp.deadline_fallback = e.high_compute, e.escalated, e.deadline_fallback
+    exp.escalation_reason, exp.summary = e.escalation_reason, e.summary
     if e.runner_up is not None:
         exp.runner_up.tier, exp.runner_up.strategy, exp.runner_up.target = e.runner_up
-    msg = routing_pb2.Decision(
-        decision_id=d.decision_id,
-        query_id=d.query_id,
-        tenant=d.tenant,
-        option=common_pb2.OptionRef(tier=d.option.tier, strategy=d.option.strategy, target=d.option.target),
-        expected_quality=d.expected_quality,
-        cost_usd=common_pb2.Estimate(mean=d.usd, p90=d.usd_p90),
-        latency_s=common_pb2.Estimate(mean=d.latency_s, p90=d.latency_p90_s),
-        ttft_s=common_pb2.Estimate(mean=d.ttft_s, p90=d.ttft_s),
-        energy_j=common_pb2.Estimate(mean=d.energy_j, p90=d.energy_j),
-        explanation=exp,
-        predictor_version=d.predictor_version,
-        catalog_version=d.catalog_version,
-    )
-    seconds, nanos = _epoch(d.decided_at)
-    msg.decided_at.seconds, msg.decided_at.nanos = seconds, nanos
+    msg.decided_at.seconds, msg.decided_at.nanos = _epoch(d.decided_at)
     return msg
 
 
@@ -366,7 +356,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         router = await self.router(context)
         wait = self.state.time_budget(context) - MIN_DECIDE_S  # never wait for company past the deadline
         decision = await self.coalescer.decide(router, query, call, max_wait_s=wait)
-        return routing_pb2.RouteResponse(decision=decision_to_proto(decision))
+        reply = routing_pb2.RouteResponse()
+        decision_to_proto(decision, reply.decision)
+        return reply
 
     async def RouteBatch(
         self, request: routing_pb2.RouteBatchRequest, context: Ctx
@@ -381,7 +373,10 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             raise InvalidArgumentError("invalid RouteBatchRequest", bad)
         router = await self.router(context)
         decisions = await router.route(queries, call)
-        return routing_pb2.RouteBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
+        reply = routing_pb2.RouteBatchResponse()
+        for d in decisions:
+            decision_to_proto(d, reply.decisions.add())
+        return reply
 
     async def ReportOutcomes(
         self, request: routing_pb2.ReportOutcomesRequest, context: Ctx
