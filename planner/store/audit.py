@@ -22,8 +22,9 @@ _COLUMNS = (
 """The `decisions` columns a decision fills when written (all but the id and the later outcome), in
 `to_params` order."""
 OUTCOME_COLUMNS = ("actual_cost_usd", "actual_energy_j", "correct", "reported_at")
-_ENCODE = json.JSONEncoder(sort_keys=True, default=str).encode
-"""Explanations as JSON text (one encoder for all rows: `json.dumps` with options builds one per call)."""
+_ENCODE = json.JSONEncoder(default=str).encode
+"""Explanations as JSON text (one encoder for all rows: `json.dumps` with options builds one per call). Keys
+keep the explanation's field order (sorting them cost ~40% of the encoding on the audit writer's thread)."""
 
 
 @dataclass(frozen=True)
