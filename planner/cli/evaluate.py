@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.catalog import load_catalog
 from planner.cli.app import app
 from planner.errors import PlannerError
 
@@ -59,15 +58,16 @@ def evaluate_predictor(
     from models.evaluate import drop_cells as drop
     from models.evaluate import split_queries
     from models.report import compare, make_forecaster, names_from
-    from planner.cli.policy import load_runs
+    from planner.cli.policy import runs_and_catalog
 
     if not 0.0 < test_fraction < 1.0:
         raise typer.BadParameter(f"--test-fraction must be in (0, 1), got {test_fraction}")
     if not 0.0 <= drop_cells < 1.0:
         raise typer.BadParameter(f"--drop-cells must be in [0, 1), got {drop_cells}")
     try:
-        name_map = load_catalog(catalog).run_name_map()
-        frame = load_runs(runs, database_url, task, name_map)
+        # run models and strategies the catalog lacks under their own names are mapped onto it first
+        cat, frame, _ = runs_and_catalog(runs, database_url, task, catalog, None)
+        name_map = cat.run_name_map()
         train, test = split_queries(frame, test_fraction, seed)
         if drop_cells > 0:
             train = drop(train, drop_cells, seed)

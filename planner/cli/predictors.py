@@ -32,12 +32,6 @@ predictors_app = typer.Typer(
 app.add_typer(predictors_app, name="predictors")
 
 
-def _open(url: str | None) -> tuple[Database, dict[str, str]]:
-    """The store and the active catalog's run-name -> tier map."""
-    db, catalog = _open_catalog(url)
-    return db, catalog.run_name_map()
-
-
 def _open_catalog(url: str | None) -> tuple[Database, Catalog]:
     """The store and the active catalog."""
     from planner.server import initial_catalog
@@ -345,8 +339,11 @@ def evaluate_command(
     from planner.predictors import evaluate_version
 
     try:
-        db, names = _open(database_url_)
-        ev = evaluate_version(db, version, task=task, holdout_fraction=holdout, seed=seed, run_name_map=names)
+        db, catalog = _open_catalog(database_url_)
+        ev = evaluate_version(
+            db, version, task=task, holdout_fraction=holdout, seed=seed,
+            run_name_map=catalog.run_name_map(), catalog=catalog,
+        )  # fmt: skip
     except PlannerError as exc:
         fail(exc, as_json)
         return
@@ -391,8 +388,11 @@ def recalibrate_command(
     from planner.predictors.recalibrate import recalibrate_version
 
     try:
-        db, names = _open(database_url_)
-        rc = recalibrate_version(db, version, task, sample_runs=sample_runs, seed=seed, run_name_map=names)
+        db, catalog = _open_catalog(database_url_)
+        rc = recalibrate_version(
+            db, version, task, sample_runs=sample_runs, seed=seed,
+            run_name_map=catalog.run_name_map(), catalog=catalog,
+        )  # fmt: skip
     except PlannerError as exc:
         fail(exc, as_json)
         return

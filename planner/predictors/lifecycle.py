@@ -135,6 +135,21 @@ def load_runs(db: Database, task: str = "", field: str = "task") -> pd.DataFrame
     return frame
 
 
+def load_mapped(
+    db: Database, task: str, run_name_map: Mapping[str, str] | None, catalog: Catalog | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`load_runs`, then -- with `catalog` -- run models and strategies it does not know under their own
+    names mapped onto it (`planner.derived_tiers`: e.g. `majority_vote` with n = 5 becomes `vote5`, a
+    `greedy` run the plain single pass); returns the runs and the run-name -> tier map to use with them."""
+    frame = load_runs(db, task)
+    if catalog is None:
+        return frame, dict(run_name_map or {})
+    from planner.derived_tiers import extend_catalog, remap_runs
+
+    extension = extend_catalog(catalog, frame)
+    return remap_runs(frame, extension), extension.catalog.run_name_map()
+
+
 def data_fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of the multiset of rows (row order does not matter)."""
     text = frame.copy()
@@ -224,13 +239,7 @@ def train_predictor(
     it (`planner.derived_tiers`: e.g. a `majority_vote` run with n = 5 trains the catalog's `vote5`)."""
     report = _Reporter(progress, cancel)
     report(TrainStage.LOADING, 0.0, f"loading runs (task {config.task or '<all>'})")
-    frame = load_runs(db, config.task)
-    if catalog is not None:
-        from planner.derived_tiers import extend_catalog, remap_runs
-
-        extension = extend_catalog(catalog, frame)
-        frame = remap_runs(frame, extension)
-        run_name_map = extension.catalog.run_name_map()
+    frame, run_name_map = load_mapped(db, config.task, run_name_map, catalog)
     version = version_id(data_fingerprint(frame), config, run_name_map)
     registry = PredictorRegistryStore(db)
     existing = registry.find(version)
@@ -298,6 +307,7 @@ def evaluate_version(
     holdout_fraction: float = 0.0,
     seed: int = 0,
     run_name_map: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
 ) -> Evaluation:
     """Held-out metrics of a stored version ("" = the active one).
 
@@ -307,11 +317,10 @@ def evaluate_version(
     the prior baseline is fitted on those same runs (in-sample, so a strict baseline).
     """
     stored = _stored(db, version)
-    names = dict(run_name_map or {})
     config = stored.meta.get("config", {})
     trained_task = str(stored.meta.get("task", ""))
     task = task.strip() or trained_task
-    frame = load_runs(db, task)
+    frame, names = load_mapped(db, task, run_name_map, catalog)
     predictor = spec_for(stored.kind).loads(stored.artifact)
     notes: list[str] = []
     if trained_task and task != trained_task:

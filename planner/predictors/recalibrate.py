@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from models.data import prepare_runs
+from planner.catalog import Catalog
 from planner.errors import InvalidArgumentError
 from planner.predictors.kinds import spec_for
-from planner.predictors.lifecycle import code_version, data_fingerprint, load_runs, load_version
+from planner.predictors.lifecycle import code_version, data_fingerprint, load_mapped, load_version
 from planner.predictors.metrics import EvaluationMetrics, holdout_metrics
 from planner.store import Database, PredictorRegistryStore, PredictorVersion
 
@@ -63,6 +64,7 @@ def recalibrate_version(
     sample_runs: int = DEFAULT_SAMPLE_RUNS,
     seed: int = 0,
     run_name_map: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
 ) -> Recalibration:
     """Recalibrate stored `version` on a sample of `task`'s runs and store the result as a candidate."""
     if not task.strip():
@@ -73,8 +75,8 @@ def recalibrate_version(
     if not hasattr(predictor, "recalibrate"):
         reason = f"a {parent.kind!r} predictor cannot be recalibrated; use a 'difficulty' one"
         raise InvalidArgumentError.for_field("version", version, reason)
-    names = dict(run_name_map or {})
-    sample, rest = sample_queries(load_runs(db, task.strip()), sample_runs, seed)
+    frame, names = load_mapped(db, task.strip(), run_name_map, catalog)
+    sample, rest = sample_queries(frame, sample_runs, seed)
     config = {"parent": parent.version, "task": task.strip(), "sample_runs": sample_runs, "seed": seed}
     doc = {"data": data_fingerprint(sample), "config": config, "code": code_version()}
     new_version = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

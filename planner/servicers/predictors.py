@@ -256,6 +256,7 @@ class PredictorServicer(predictors_pb2_grpc.PredictorServiceServicer):
             holdout_fraction=request.holdout_fraction,
             seed=request.seed,
             run_name_map=self.state.catalog.run_name_map(),
+            catalog=self.state.catalog,
         )
         return pb.EvaluatePredictorResponse(
             version=evaluation.version, metrics=metrics_message(evaluation.metrics)

@@ -118,3 +118,23 @@ def test_training_maps_foreign_strategy_names_onto_the_catalog(tmp_path) -> None
         assert "majority_vote" not in predictor.evidence_
     finally:
         db.dispose()
+
+
+def test_store_readers_map_runs_onto_the_catalog(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from planner.ingest import import_records
+    from planner.predictors.lifecycle import load_mapped
+    from planner.store import Database
+
+    catalog = load_catalog()
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        runs = _runs(n=5)
+        runs["strategy_params"] = runs["strategy_params"].where(runs["strategy_params"].notna(), None)
+        import_records(runs.to_dict("records"), db, catalog=catalog, source="foreign")
+        raw, names = load_mapped(db, "", catalog.run_name_map(), None)
+        assert "greedy" in set(raw["strategy"]) and names == catalog.run_name_map()
+        mapped, names = load_mapped(db, "", catalog.run_name_map(), catalog)
+        assert set(mapped["strategy"]) == {"single", "vote5", "majority_vote-n16", "mystery"}
+        assert names["gemma-2-9b-it"] == "gemma-2-9b"
+    finally:
+        db.dispose()
