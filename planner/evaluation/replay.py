@@ -298,6 +298,9 @@ def build_replay(
     test = keyed(test)
     plain = test[test["strategy"] == single]
     notes: list[str] = []
+    no_single = test[KEY].nunique() - plain[KEY].nunique()
+    if no_single:
+        notes.append(f"{no_single} held-out queries with strategy runs but no single pass (left out)")
     tiers, ids, quality, out_tokens, design = _single_outcomes(
         catalog, forecaster, plain, max_missing, min_tier_coverage, notes
     )

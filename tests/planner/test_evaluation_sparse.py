@@ -108,6 +108,16 @@ def test_sparse_replay_masks_single_passes_where_unrecorded(replay: Replay, spar
     assert (recorded.sum(axis=1) == 1).any()  # queries with one recorded tier are kept
 
 
+def test_queries_with_strategy_runs_only_are_left_out_with_a_note(
+    catalog: Catalog, sparse: pd.DataFrame
+) -> None:
+    ids = sorted(sparse.loc[sparse["strategy"] != "single", "query_id"].unique())[:3]
+    frame = sparse[~(sparse["query_id"].isin(ids) & (sparse["strategy"] == "single"))]
+    replay = _replay(catalog, frame)
+    assert not {q.query_id for q in replay.queries} & set(ids)
+    assert "3 held-out queries with strategy runs but no single pass (left out)" in replay.notes
+
+
 def test_sparse_demo_evaluates_with_every_figure(report: EvaluationReport, tmp_path: Path) -> None:
     names = {p.name for p in report.policies}
     assert {
