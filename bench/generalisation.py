@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reaches_best_single": fig.get("planner_reaches_best_single"),
         "calibration": fig.get("planner_calibration"),
         "recorded_strategies": fig.get("recorded_strategies"),
+        "coverage_figures": fig.get("coverage"),
         "notes": list(report.notes),
     }
 

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "forecast_resolution": fig["forecast_resolution"],
         "simulated": fig.get("simulated"),
         "recorded_strategies": fig.get("recorded_strategies"),
+        "coverage": fig.get("coverage"),
         "planner_points": [p.to_dict() for p in report.policy("planner").points],
         "notes": list(report.notes),
         "seconds": {"load": t_load, "evaluate": t_eval},

@@ -146,6 +146,7 @@ def _print(report: Any) -> None:
         "planner_aiq_beats",
         "planner_calibration",
         "recorded_strategies",
+        "coverage",
         "simulated",
     ):
         if key in fig:
