@@ -1,7 +1,8 @@
 """The one-request hot path: a fitted predictor reduced to arrays, scoring every tier and strategy at once.
 
 `CompiledPredictor.score(query, strategies)` featurises one query (`QueryFeaturizer.transform_one`), applies
-the linear success core and its calibrator, the token model, and the strategy response. Strategy response is
+the linear success core, its calibrator and the interaction calibration when fitted (`models.interaction`),
+the token model, and the strategy response. Strategy response is
 read from a table per strategy set, precomputed on a 1,025-point grid of the single-sample probability (closed
 form, fitted correlation and fitted offset baked in) and linearly interpolated for all strategies and tiers in
 one gather, so no closed form is evaluated per request. It holds no scikit-learn object and validates nothing:
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from models import interaction as ia
 from models.api import Query
 from models.features import QueryFeaturizer
 from models.strategies import expected_quality
@@ -58,6 +60,9 @@ class CompiledPredictor:
     token_z90: np.ndarray
     rho: np.ndarray
     offset: Callable[[Strategy], float]
+    interaction_ability: np.ndarray | None = None
+    """(tasks + 1, tiers) ability table of the interaction calibration (last row: unseen tasks), or None."""
+    interaction_slope: np.ndarray | None = None
     tables: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
 
     def table(self, strategies: Sequence[Strategy]) -> np.ndarray:
@@ -78,6 +83,8 @@ class CompiledPredictor:
         task = self.tasks.get(query.task, -1)
         z = self.core.logits(x[None, :], np.array([task]))[0]
         p = self.calibrator.apply(z)
+        if self.interaction_slope is not None and self.interaction_ability is not None:
+            p = ia.apply_one(p, self.interaction_ability[task], self.interaction_slope)
         mu = float(x @ self.token_w) + self.token_c
         out = {
             "p_correct": p,

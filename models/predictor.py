@@ -9,6 +9,12 @@ fitted from repeated samples when the runs hold them, corrected by a per-strateg
 logged runs of that strategy when present (`models.response`). `recalibrate` refits only the calibrator (and
 the token scale) on a small sample of runs of a new task. `score_one` is the hot path: plain numpy on compiled
 arrays, no scikit-learn validation per call.
+
+With `interaction="calibrated"` the (query x tier) interaction of every forecast is scaled per tier by the
+slope it shows out of fold on the training runs (`models.interaction`: inner query folds, each fitted as a
+`raw` clone), so the per-query contrast between near-equal tiers -- what a planner acts on -- is trusted only
+as far as it held out of sample; `raw` forecasts the success model as it is. Artifacts saved before this
+parameter existed load as `raw`.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from models import interaction as ia
 from models.api import Forecast, Query
 from models.data import index_of, plain_runs, prepare_runs, queries_from_frame, query_keys
 from models.design import build_design, task_index
@@ -30,7 +37,7 @@ from models.hotpath import CompiledPredictor, strategy_key, with_offset
 from models.recalibrate import fit_tier_platt
 from models.response import collect_evidence, fit_offset
 from models.strategies import expected_quality, fit_correlation, strategy_tokens
-from models.success import SuccessModel
+from models.success import Cells, SuccessModel
 from models.tokens import Z90, TokenModel
 from planner.catalog import Strategy
 from planner.errors import InvalidArgumentError
@@ -39,6 +46,9 @@ Progress = Callable[[float, str], None]
 
 MIN_RECALIBRATION_RUNS = 20
 """Fewer runs than this cannot recalibrate anything honestly."""
+INTERACTIONS = ("calibrated", "raw")
+MIN_INTERACTION_QUERIES = 50
+"""With fewer training queries the interaction is not calibrated (slopes 1: the raw forecast)."""
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -51,7 +61,9 @@ class DifficultyPredictor(BaseEstimator):
     Parameters are plain values (scikit-learn contract): `run_name_map` maps run-record model names to tiers
     (`Catalog.run_name_map()`), `n_components` the text SVD width, `calibration` one of
     auto/none/platt/isotonic,
-    `mf_rank` / `mf_weight` the low-rank (query x tier) term of the success model, `random_state` the seed.
+    `mf_rank` / `mf_weight` the low-rank (query x tier) term of the success model, `interaction` one of
+    calibrated/raw (see the module docstring) with `interaction_folds` inner query folds, `random_state` the
+    seed.
     """
 
     def __init__(
@@ -63,6 +75,8 @@ class DifficultyPredictor(BaseEstimator):
         mf_rank: int = 4,
         mf_weight: float = 0.5,
         neighbours: int = 25,
+        interaction: str = "raw",
+        interaction_folds: int = 3,
         random_state: int = 0,
     ) -> None:
         self.run_name_map = run_name_map
@@ -72,6 +86,8 @@ class DifficultyPredictor(BaseEstimator):
         self.mf_rank = mf_rank
         self.mf_weight = mf_weight
         self.neighbours = neighbours
+        self.interaction = interaction
+        self.interaction_folds = interaction_folds
         self.random_state = random_state
 
     # ---- fitting ----------------------------------------------------------------------------------------
@@ -80,6 +96,7 @@ class DifficultyPredictor(BaseEstimator):
     ) -> DifficultyPredictor:
         """Fit on a runs frame in the canonical run columns; `progress(fraction, message)` reports stages."""
         report = progress or _no_progress
+        self._check_interaction_params()
         report(0.0, "preparing runs")
         frame = prepare_runs(runs, self.run_name_map)
         report(0.1, f"featurising {frame['query_id'].nunique()} queries")
@@ -102,8 +119,15 @@ class DifficultyPredictor(BaseEstimator):
         report(0.8, "fitting token model")
         tokens = frame["output_tokens"].to_numpy(float)[d.plain]
         self.tokens_ = TokenModel().fit(d.x, cells.query, cells.tier, tokens, len(self.tiers_))
+        q_task = task_index(self.tasks_, d.queries)
+        p_rows = self.success_.predict_proba_matrix(d.x, q_task)
+        self.__dict__.pop("interaction_ability_", None)  # a refit starts raw
+        self.__dict__.pop("interaction_slope_", None)
+        if self.interaction == "calibrated":
+            report(0.82, f"calibrating the query x tier interaction on {self.interaction_folds} inner folds")
+            self._fit_interaction(frame, d.queries, d.cells, p_rows, q_task)
+            p_rows = self._interact(p_rows, q_task)
         report(0.9, "fitting strategy response")
-        p_rows = self.success_.predict_proba_matrix(d.x, task_index(self.tasks_, d.queries))
         self.correlation_ = fit_correlation(frame[d.plain], p_rows[cells.query, cells.tier])
         rho = self.correlation_.for_tiers(self.tiers_)[d.run_tier]
         p_all = p_rows[d.run_query, d.run_tier]
@@ -143,6 +167,10 @@ class DifficultyPredictor(BaseEstimator):
         trained = self.success_.calibrator_
         base = trained.base if trained.base is not None else trained  # recalibrate from the trained map
         self.success_.calibrator_ = fit_tier_platt(rows, t, score, len(self.tiers_), base=base)
+        ability = self.__dict__.get("interaction_ability_")
+        if ability is not None:  # follow the per-tier shifts of the new calibrator
+            after = self.success_.calibrator_.apply(z)
+            self.interaction_ability_ = ia.shift_ability(ability, trained.apply(z), after)
         tokens = frame["output_tokens"].to_numpy(float)
         ok = np.isfinite(tokens) & (tokens > 0)
         if ok.sum() >= MIN_RECALIBRATION_RUNS:
@@ -178,7 +206,8 @@ class DifficultyPredictor(BaseEstimator):
         model over the whole batch), whatever the batch size."""
         check_is_fitted(self, "success_")
         x = self.featurizer_.transform(queries)
-        p = self.success_.predict_proba_matrix(x, self._task_index(queries))
+        task = self._task_index(queries)
+        p = self._interact(self.success_.predict_proba_matrix(x, task), task)
         p50, p90 = self.tokens_.quantiles(x)
         return Forecast(
             tiers=self.tiers_,
@@ -241,9 +270,57 @@ class DifficultyPredictor(BaseEstimator):
         on compiled arrays: no scikit-learn validation per call."""
         return self._compiled().score(query, strategies)
 
+    def interaction_slopes(self) -> dict[str, float]:
+        """Per-tier slope of the (query x tier) interaction (1.0 everywhere when `raw` or an old artifact)."""
+        check_is_fitted(self, "tiers_")
+        slope = self.__dict__.get("interaction_slope_")
+        values = np.ones(len(self.tiers_)) if slope is None else slope
+        return {t: float(s) for t, s in zip(self.tiers_, values, strict=True)}
+
     # ---- internals --------------------------------------------------------------------------------------
     def _task_index(self, queries: Sequence[Query]) -> np.ndarray:
         return task_index(self.tasks_, queries)
+
+    def _check_interaction_params(self) -> None:
+        if self.interaction not in INTERACTIONS:
+            raise InvalidArgumentError.for_field("interaction", self.interaction, f"one of {INTERACTIONS}")
+        if not isinstance(self.interaction_folds, int) or self.interaction_folds < 2:
+            raise InvalidArgumentError.for_field("interaction_folds", self.interaction_folds, "an int >= 2")
+
+    def _interact(self, p: np.ndarray, task: np.ndarray) -> np.ndarray:
+        """`p` with the fitted interaction calibration applied (unchanged when none is fitted)."""
+        slope = self.__dict__.get("interaction_slope_")
+        if slope is None:
+            return p
+        return ia.apply(p, self.interaction_ability_, slope, task)
+
+    def _fit_interaction(
+        self, frame: pd.DataFrame, queries: list[Query], cells: Cells, p: np.ndarray, task: np.ndarray
+    ) -> None:
+        """Per-tier slopes from out-of-fold forecasts of `raw` clones fitted on inner query folds; abilities
+        from this fit's own forecasts `p` of the training queries (so tier means are unchanged)."""
+        nq, nt = p.shape
+        self.interaction_ability_ = ia.fit_ability(p, task, len(self.tasks_))
+        if nq < max(MIN_INTERACTION_QUERIES, 2 * self.interaction_folds):
+            self.interaction_slope_ = np.ones(nt)
+            return
+        fold = np.random.default_rng(self.random_state).permutation(nq) % self.interaction_folds
+        keys = query_keys(frame)
+        run_fold = fold[index_of(keys, list(dict.fromkeys(keys)))]
+        oof = p.copy()
+        held = np.zeros((nq, nt), dtype=bool)
+        for f in range(self.interaction_folds):
+            inner = clone(self).set_params(interaction="raw").fit(frame[run_fold != f])
+            rows = np.flatnonzero(fold == f)
+            fc = inner.forecast_batch([queries[int(i)] for i in rows])
+            for j, tier in enumerate(self.tiers_):
+                if tier in fc.tiers:
+                    oof[rows, j] = fc.p_correct[:, fc.tiers.index(tier)]
+                    held[rows, j] = True
+        y = _cell_means(cells, nq, nt)
+        y[~held] = np.nan
+        p0 = ia.additive(oof, ia.fit_ability(oof, task, len(self.tasks_)), task)
+        self.interaction_slope_ = ia.fit_slopes(oof, p0, y)
 
     def _compiled(self) -> CompiledPredictor:
         fast: CompiledPredictor | None = self.__dict__.get("_fast")
@@ -262,6 +339,8 @@ class DifficultyPredictor(BaseEstimator):
             token_z90=Z90 * self.tokens_.sigma_,
             rho=self.correlation_.for_tiers(self.tiers_),
             offset=self.strategy_offset,
+            interaction_ability=self.__dict__.get("interaction_ability_"),
+            interaction_slope=self.__dict__.get("interaction_slope_"),
         )
         self.__dict__["_fast"] = fast
         return fast
@@ -271,3 +350,19 @@ class DifficultyPredictor(BaseEstimator):
         state.pop("_fast", None)
         state.pop("_offset_cache", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Artifacts saved before the interaction parameters existed load as `raw` (what they were)."""
+        state = dict(state)
+        state.setdefault("interaction", "raw")
+        state.setdefault("interaction_folds", 3)
+        super().__setstate__(state)
+
+
+def _cell_means(cells: Cells, n_queries: int, n_tiers: int) -> np.ndarray:
+    """Mean observed score per (query, tier), NaN where nothing was observed."""
+    flat = cells.query * n_tiers + cells.tier
+    total = np.bincount(flat, weights=cells.score, minlength=n_queries * n_tiers)
+    count = np.bincount(flat, minlength=n_queries * n_tiers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan).reshape(n_queries, n_tiers)

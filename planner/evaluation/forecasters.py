@@ -1,9 +1,10 @@
 """Which forecaster the evaluation trains: the learned difficulty predictor when installed, else the prior.
 
 - `prior`: `models.baseline.PriorForecaster` (per-tier accuracy, query-blind);
-- `difficulty`: `models.predictor.DifficultyPredictor` as it is;
-- `difficulty+interaction`: the same with its (query x tier) interaction scaled per tier by the slope it shows
-  out of fold on the training runs (`planner.evaluation.interaction`);
+- `difficulty`: `models.predictor.DifficultyPredictor` with its default parameters (what the server deploys);
+- `difficulty+interaction`: the same with `interaction="calibrated"` (its (query x tier) interaction scaled
+  per tier by the slope it shows out of fold on the training runs, `models.interaction`);
+- `difficulty-raw`: the same with `interaction="raw"` (the success model's forecast as it is);
 - `auto`: `difficulty` when installed, else `prior`.
 """
 
@@ -24,6 +25,7 @@ class PredictorKind(StrEnum):
     PRIOR = "prior"
     DIFFICULTY = "difficulty"
     DIFFICULTY_INTERACTION = "difficulty+interaction"
+    DIFFICULTY_RAW = "difficulty-raw"
 
 
 def fit_forecaster(
@@ -45,13 +47,10 @@ def fit_forecaster(
             raise FailedPreconditionError("models.predictor.DifficultyPredictor is not installed") from None
         return PriorForecaster(dict(run_name_map)).fit(train)
 
-    def difficulty(frame: pd.DataFrame) -> Forecaster:
-        model: Forecaster = DifficultyPredictor(run_name_map=dict(run_name_map)).fit(frame)
-        return model
-
+    model = DifficultyPredictor(run_name_map=dict(run_name_map))
     if kind is PredictorKind.DIFFICULTY_INTERACTION:
-        from planner.evaluation.interaction import InteractionCalibrated
-
-        return InteractionCalibrated(difficulty).fit(train)
-
-    return difficulty(train)
+        model.set_params(interaction="calibrated")
+    elif kind is PredictorKind.DIFFICULTY_RAW:
+        model.set_params(interaction="raw")
+    fitted: Forecaster = model.fit(train)
+    return fitted
