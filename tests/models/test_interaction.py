@@ -53,12 +53,12 @@ def _frame(real: bool, n: int = 300, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def real_fit() -> DifficultyPredictor:
-    return DifficultyPredictor(**SMALL).fit(_frame(real=True))
+    return DifficultyPredictor(**SMALL, interaction="calibrated").fit(_frame(real=True))
 
 
 @pytest.fixture(scope="module")
 def noise_fit() -> DifficultyPredictor:
-    return DifficultyPredictor(**SMALL).fit(_frame(real=False))
+    return DifficultyPredictor(**SMALL, interaction="calibrated").fit(_frame(real=False))
 
 
 # ---- the slope estimator on fixed tables ------------------------------------------------------------------
