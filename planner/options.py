@@ -230,6 +230,17 @@ class OptionSet:
     def labels(self) -> list[str]:
         return [o.label() for o in self.options]
 
+    def cheapest_targets(self) -> dict[tuple[str, str], int]:
+        """(tier, strategy) -> index of its option on the cheapest target (priced at 200 input and 300 plain
+        output tokens)."""
+        probe = self.metrics(np.array([200.0]), np.full((1, len(self)), 300.0))["usd"][0]
+        cheapest: dict[tuple[str, str], int] = {}
+        for o in self.options:
+            key = (o.tier, o.strategy)
+            if key not in cheapest or probe[o.index] < probe[cheapest[key]]:
+                cheapest[key] = o.index
+        return cheapest
+
     def high_compute(self) -> np.ndarray:
         return np.array([o.high_compute for o in self.options], bool)
 

@@ -381,12 +381,7 @@ def _replay_options(
     (cheapest at 200 input and 300 plain output tokens); recorded pairs with no feasible target are noted."""
     names = list(dict.fromkeys([single, *(r.strategy for r in recorded)]))
     full = OptionSet.build(catalog, cost_model, forecaster_tiers, strategies=names)
-    probe = full.metrics(np.array([200.0]), np.full((1, len(full)), 300.0))["usd"][0]
-    cheapest: dict[tuple[str, str], int] = {}
-    for o in full.options:
-        key = (o.tier, o.strategy)
-        if key not in cheapest or probe[o.index] < probe[cheapest[key]]:
-            cheapest[key] = o.index
+    cheapest = full.cheapest_targets()
     feasible = [r for r in recorded if (r.tier, r.strategy) in cheapest]
     if len(feasible) < len(recorded):
         lost = [f"{r.tier}/{r.strategy}" for r in recorded if (r.tier, r.strategy) not in cheapest]

@@ -82,13 +82,7 @@ def reference_probabilities(replay: Replay, c: float = 10.0) -> np.ndarray:
 def build_simulation(catalog: Catalog, cost_model: CostModelLike, replay: Replay) -> Simulation:
     """Every catalog strategy on each replay tier's cheapest target, predicted and simulated."""
     full = OptionSet.build(catalog, cost_model, replay.tiers)
-    probe = full.metrics(np.array([200.0]), np.full((1, len(full)), 300.0))["usd"][0]
-    cheapest: dict[tuple[str, str], int] = {}
-    for o in full.options:
-        key = (o.tier, o.strategy)
-        if key not in cheapest or probe[o.index] < probe[cheapest[key]]:
-            cheapest[key] = o.index
-    options = full.restrict(sorted(cheapest.values()))
+    options = full.restrict(sorted(full.cheapest_targets().values()))
     predicted = options.price(replay.forecast)
     p_ref = reference_probabilities(replay)
     inp = np.array([q.input_tokens for q in replay.queries], float)
