@@ -75,7 +75,7 @@ class DifficultyPredictor(BaseEstimator):
         mf_rank: int = 4,
         mf_weight: float = 0.5,
         neighbours: int = 25,
-        interaction: str = "raw",
+        interaction: str = "calibrated",
         interaction_folds: int = 3,
         random_state: int = 0,
     ) -> None:
