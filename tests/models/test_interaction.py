@@ -107,15 +107,15 @@ def test_additive_part_keeps_every_tier_mean_and_one_query_matches_the_batch() -
 # ---- inside the predictor -------------------------------------------------------------------------------
 def test_predictor_slopes_near_one_for_a_real_interaction(real_fit: DifficultyPredictor) -> None:
     slopes = np.array(list(real_fit.interaction_slopes().values()))
-    assert slopes.min() > 0.6 and slopes.mean() > 0.8
+    assert slopes.min() > 0.8
 
 
 def test_predictor_slopes_near_zero_for_a_noise_interaction(
     real_fit: DifficultyPredictor, noise_fit: DifficultyPredictor
 ) -> None:
     slopes = np.array(list(noise_fit.interaction_slopes().values()))
-    assert slopes.mean() < 0.5
-    assert slopes.mean() < np.mean(list(real_fit.interaction_slopes().values())) - 0.4
+    assert slopes.max() < 0.2
+    assert slopes.mean() < np.mean(list(real_fit.interaction_slopes().values())) - 0.6
 
 
 def test_batch_and_compiled_one_query_paths_agree_with_calibration(noise_fit: DifficultyPredictor) -> None:
