@@ -3,6 +3,9 @@ never seen, in the import format (a seeded synthetic log written by this script:
 
     python bench/generalisation.py [--queries 800] [--coverage 1.0] [--score] [--predictor auto] [--json]
 
+(`--predictor difficulty-raw` vs `difficulty+interaction` compares the predictor without and with its
+(query x tier) interaction calibration through the same path.)
+
 The log: two tasks; seven models -- three open-weight models unknown to the catalog with their size in
 the name (priced on the catalog's GPUs), two closed models unknown to the catalog whose runs record
 `cost_usd` (per-token prices fitted from it), a catalog model under another spelling (`GPT-4o-mini@azure`,
@@ -135,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=800)
     parser.add_argument("--coverage", type=float, default=1.0)
     parser.add_argument("--score", action="store_true", help="graded scores instead of 0/1 correctness")
-    parser.add_argument("--predictor", default="auto")
+    parser.add_argument(
+        "--predictor",
+        default="auto",
+        help="auto | prior | difficulty | difficulty+interaction | difficulty-raw",
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES)
