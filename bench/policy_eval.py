@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--predictor",
         default="auto",
-        help="auto | prior | difficulty | difficulty+interaction",
+        help="auto | prior | difficulty | difficulty+interaction | difficulty-raw",
     )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -74,7 +74,7 @@ def evaluate_policy(
         ),
     ] = None,
     predictor: Annotated[
-        str, typer.Option(help="auto | prior | difficulty | difficulty+interaction")
+        str, typer.Option(help="auto | prior | difficulty | difficulty+interaction | difficulty-raw")
     ] = "auto",
     folds: Annotated[
         int, typer.Option(help="Cross-fitting folds (every query held out once); 1 = one held-out split.")

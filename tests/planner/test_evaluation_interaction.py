@@ -77,3 +77,18 @@ def test_fixed_slope_zero_keeps_only_the_additive_part() -> None:
     # additive: the ordering of tiers is the same on every query
     order = np.argsort(p, axis=1)
     assert (order == order[0]).all()
+
+
+@pytest.mark.parametrize(
+    ("kind", "interaction"),
+    [("difficulty", "calibrated"), ("difficulty+interaction", "calibrated"), ("difficulty-raw", "raw")],
+)
+def test_forecaster_kinds_choose_the_interaction_mode(kind: str, interaction: str) -> None:
+    from planner.catalog import load_catalog
+    from planner.demo import demo_records
+    from planner.evaluation.forecasters import fit_forecaster
+
+    catalog = load_catalog()
+    runs = prepare_runs(pd.DataFrame(demo_records(catalog, 80)), catalog.run_name_map())
+    model = fit_forecaster(kind, runs, catalog.run_name_map())
+    assert model.get_params()["interaction"] == interaction  # type: ignore[attr-defined]
