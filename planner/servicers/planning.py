@@ -78,7 +78,9 @@ async def handle_plan(
     state: ServiceState, request: routing_pb2.PlanRequest, context: Any
 ) -> routing_pb2.PlanResponse:
     """Serve one Plan call (see the module docstring)."""
-    args = parse_plan_request(request, state.catalog)
+    forecaster = await _forecaster(state, context)
+    options = await _options(state, context, forecaster)  # derives catalog entries the request may name
+    args = parse_plan_request(request, state.effective_catalog())
     if any(b.period in PERIODS for b in request.tenant_budgets.values()):
         if state.db is None:
             raise FailedPreconditionError("a tenant budget with a period needs a store with a ledger")
@@ -87,8 +89,6 @@ async def handle_plan(
         args = replace(args, spec=spec)
     limit = state.time_limit(context, args.time_limit_s)
     deadline = time.perf_counter() + limit
-    forecaster = await _forecaster(state, context)
-    options = await _options(state, context, forecaster)
     return await state.run_blocking(context, _plan, state, args, forecaster, options, deadline)
 
 

@@ -89,6 +89,14 @@ class ServiceState:
         self._derived[key] = hit
         return hit
 
+    def effective_catalog(self) -> Catalog:
+        """The active catalog with the entries `catalog_for` derived for the stored runs (else the active
+        catalog): what Route and Plan offer, so guard rails may name a derived tier or strategy."""
+        for (version, _, _), catalog in self._derived.items():
+            if version == self.catalog_version:
+                return catalog
+        return self.catalog
+
     def time_budget(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds left for this call: the client's deadline, else `settings.default_deadline_s`."""
         remaining = context.time_remaining()

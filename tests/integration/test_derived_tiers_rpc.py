@@ -84,3 +84,17 @@ async def test_route_and_plan_use_derived_tiers(
     offered = {(o.tier, o.strategy, o.samples) for o in router.options.options}
     assert ("acme-pro", "self_consistency", 12) in offered
     assert ("Acme-Mid-32B", "vote5", 5) in offered
+
+
+async def test_guard_rails_may_name_derived_tiers(stub: routing_pb2_grpc.RoutingServiceStub) -> None:
+    rails = common_pb2.GuardRails(allowed_tiers=["Acme-Small-7B"])
+    reply = await stub.Route(routing_pb2.RouteRequest(query=_query("r1"), guard_rails=rails), timeout=60)
+    assert reply.decision.option.tier == "Acme-Small-7B"
+    plan = await stub.Plan(
+        routing_pb2.PlanRequest(queries=[_query(f"g{i}") for i in range(5)], guard_rails=rails), timeout=60
+    )
+    assert {a.option.tier for a in plan.assignments} == {"Acme-Small-7B"}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        bad = common_pb2.GuardRails(allowed_tiers=["no-such-model"])
+        await stub.Route(routing_pb2.RouteRequest(query=_query("r2"), guard_rails=bad), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
