@@ -41,9 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
@@ -299,6 +301,19 @@ def cross_fit(
     return out
 
 
+def tfidf(train: Sequence[str], query: Sequence[str]) -> tuple[Any, Any]:
+    """TF-IDF word uni/bigrams fitted on `train`, for `train` and `query`. Runs without prompt text (optional
+    in the import format) leave no vocabulary: then every query gets the same single feature, and the
+    text-based routers fall back to query-blind estimates."""
+    for min_df in (2, 1):
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True)
+        try:
+            return vec.fit_transform(train), vec.transform(query)
+        except ValueError:  # empty vocabulary
+            continue
+    return csr_matrix(np.ones((len(train), 1))), csr_matrix(np.ones((len(query), 1)))
+
+
 def threshold_router(
     replay: Replay,
     splits: Sequence[Split],
@@ -317,13 +332,13 @@ def threshold_router(
     def p_fail(train: pd.DataFrame, rows: list[int]) -> np.ndarray:
         train_texts, scores = _train_matrix(train, replay.tiers, "score")
         ok = ~np.isnan(scores[:, weak])
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-        x = vec.fit_transform([t for t, k in zip(train_texts, ok, strict=True) if k])
+        train_x = [t for t, k in zip(train_texts, ok, strict=True) if k]
+        x, query_x = tfidf(train_x, [texts[i] for i in rows])
         y = (scores[ok, weak] < 0.5).astype(int)
         if y.min() == y.max():
             return np.full(len(rows), float(y.mean()))
         clf = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
-        return np.asarray(clf.predict_proba(vec.transform([texts[i] for i in rows]))[:, 1])
+        return np.asarray(clf.predict_proba(query_x)[:, 1])
 
     score = cross_fit(replay, splits, fold, p_fail)
     scored = score if rows is None else score[rows]
@@ -355,10 +370,9 @@ def knn_router(
         train_texts, scores = _train_matrix(train, replay.tiers, "score")
         _, costs = _train_costs(replay, train)
         col_mean = np.nanmean(scores, axis=0)
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-        x = vec.fit_transform(train_texts)
+        x, query_x = tfidf(train_texts, [texts[i] for i in rows])
         nn = NearestNeighbors(n_neighbors=min(k, len(train_texts)), metric="cosine").fit(x)
-        _, idx = nn.kneighbors(vec.transform([texts[i] for i in rows]))
+        _, idx = nn.kneighbors(query_x)
         if np.isnan(scores).any():  # sparse logs: each tier's mean over the neighbours that recorded it
             seen = ~np.isnan(scores[idx])
             total = np.where(seen, scores[idx], 0.0).sum(axis=1) + smoothing * col_mean[None, :]

@@ -152,3 +152,23 @@ def test_replay_keeps_tasks_apart_when_query_ids_repeat(runs: pd.DataFrame) -> N
     replay = build_replay(catalog, CostModel(catalog), forecaster, both, identity_quality)
     assert replay.n == 60
     assert {q.task for q in replay.queries} == {"gsm", "copy"}
+
+
+def test_runs_without_prompt_text_still_evaluate(runs: pd.DataFrame) -> None:
+    from planner.evaluation.policies import tfidf
+
+    x, q = tfidf(["", " "], ["", "anything"])  # no vocabulary: one constant feature
+    assert x.shape == (2, 1) and q.shape == (2, 1)
+    catalog = load_catalog()
+    name_map = catalog.run_name_map()
+    blind = runs.assign(prompt="")
+    report = evaluate(
+        blind,
+        catalog,
+        CostModel(catalog),
+        lambda tr: PriorForecaster(name_map).fit(tr),
+        folds=2,
+        n_budgets=4,
+        simulate=False,
+    )
+    assert {"threshold_router", "knn_router", "planner"} <= {p.name for p in report.policies}
