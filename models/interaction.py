@@ -19,6 +19,7 @@ row used for tasks the predictor has not seen. Plain numpy, shared by the batch 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit, logit
 
 EPS = 1e-4
 ABILITY_ITERATIONS = 25
@@ -26,12 +27,7 @@ ABILITY_ITERATIONS = 25
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    pc = np.clip(p, EPS, 1 - EPS)
-    return np.asarray(np.log(pc) - np.log1p(-pc))
-
-
-def _expit(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+    return np.asarray(logit(np.clip(p, EPS, 1 - EPS)))
 
 
 def _ability_one(p: np.ndarray) -> np.ndarray:
@@ -41,7 +37,7 @@ def _ability_one(p: np.ndarray) -> np.ndarray:
     ability = (logits - ease).mean(axis=0)
     target = _logit(p.mean(axis=0))
     for _ in range(ABILITY_ITERATIONS):
-        ability = ability + (target - _logit(_expit(ability[None, :] + ease).mean(axis=0)))
+        ability = ability + (target - _logit(expit(ability[None, :] + ease).mean(axis=0)))
     return np.asarray(ability)
 
 
@@ -60,7 +56,7 @@ def fit_ability(p: np.ndarray, task: np.ndarray, n_tasks: int) -> np.ndarray:
 def additive(p: np.ndarray, ability: np.ndarray, task: np.ndarray) -> np.ndarray:
     """p0 of forecasts `p` (queries, tiers): ability row of each query's task (-1: pooled) + its ease."""
     ease = _logit(p).mean(axis=-1, keepdims=True)
-    return _expit(ability[task] + ease)
+    return expit(ability[task] + ease)
 
 
 def apply(p: np.ndarray, ability: np.ndarray, slope: np.ndarray, task: np.ndarray) -> np.ndarray:
