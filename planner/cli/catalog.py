@@ -1,4 +1,5 @@
-"""`planner catalog show` and `planner catalog validate`: inspect and check catalog TOML files.
+"""`planner catalog show|validate|derive`: inspect and check catalog TOML files, and see what the planner
+makes of run models and strategies a catalog lacks.
 
 `show` prints the tiers, strategies and targets of a catalog (the packaged default unless `--path` is given)
 as rich tables, or with `--json` exactly one JSON object. `validate FILE` prints every violation with its
@@ -195,3 +196,48 @@ def validate(
         typer.echo(json.dumps({"valid": True, "content_hash": catalog.content_hash(), "counts": counts}))
     else:
         typer.echo(f"{file}: valid catalog {catalog.name!r}, version {catalog.content_hash()}, {counts}")
+
+
+@catalog_app.command("derive")
+def derive(
+    runs: Annotated[
+        Path | None, typer.Option(help="Run file (CSV/CSV.gz/Parquet); default: the store.")
+    ] = None,
+    database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="Catalog TOML file (default: packaged)")] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="API price CSV for models the catalog lacks (default: PLANNER_PRICE_TABLE)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """What the planner makes of run models and strategies the catalog lacks: aliases, derived tiers and
+    strategies (with how each was priced or measured), and what is left out."""
+    from planner.cli.policy import runs_and_catalog
+    from planner.errors import PlannerError
+
+    try:
+        base = load_catalog(path)
+        extended, _, notes = runs_and_catalog(runs, database_url, None, path, prices)
+    except (PlannerError, ValueError) as exc:
+        if as_json:
+            typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        else:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    known_tiers, known_strategies = {t.name for t in base.tiers}, {s.name for s in base.strategies}
+    new = summary(extended)
+    out = {
+        "notes": list(notes),
+        "derived_tiers": [t for t in new["tiers"] if t["name"] not in known_tiers],
+        "derived_strategies": [s for s in new["strategies"] if s["name"] not in known_strategies],
+        "content_hash": new["content_hash"],
+    }
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console = Console()
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
+    if not notes:
+        console.print("every run model and strategy is already in the catalog")

@@ -193,3 +193,22 @@ def test_foreign_plain_strategy_name_still_prices_from_recorded_costs(catalog) -
     runs["strategy"] = "greedy"  # the plain single pass under another name
     ext = extend_catalog(catalog, runs)
     assert ext.how["acme-pro"] == "recorded costs"
+
+
+def test_catalog_derive_cli_lists_what_was_derived(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    path = tmp_path / "runs.csv"
+    runs = _runs({"Acme-7B": {}, "gemma-2-9b-it": {}, "mystery": {}}, n=5)
+    runs.assign(strategy="greedy").to_csv(path, index=False)
+    out = CliRunner().invoke(app, ["catalog", "derive", "--runs", str(path), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert [t["name"] for t in report["derived_tiers"]] == ["Acme-7B"]
+    assert report["derived_strategies"] == []
+    assert any("'mystery': left out" in n for n in report["notes"])
+    assert any("'greedy': alias of catalog strategy 'single'" in n for n in report["notes"])
