@@ -1,9 +1,11 @@
 """The root typer application, and what every command module shares: the `--json` and `--database-url`
-options, the store URL resolution, and the one way a command fails on a domain error (exit code 2)."""
+options, the options of commands that read runs from a file or the store (`--runs`, `--prices`), the store URL
+resolution, and the one way a command fails on a domain error (exit code 2)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -21,6 +23,20 @@ app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")]
 UrlOption = Annotated[
     str | None, typer.Option("--database-url", help="Store URL (default: PLANNER_DATABASE_URL).")
+]
+RunsOption = Annotated[
+    Path | None, typer.Option("--runs", help="Run file (CSV/CSV.gz/Parquet); default: the store.")
+]
+RunsUrlOption = Annotated[
+    str | None, typer.Option("--database-url", help="Store URL when --runs is not given.")
+]
+PricesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices",
+        help="API price CSV (model, input_usd_per_mtok, output_usd_per_mtok) for run models the catalog "
+        "does not know; default: PLANNER_PRICE_TABLE.",
+    ),
 ]
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import Catalog, PriceModel, load_catalog
-from planner.cli.app import app
+from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app
 from planner.errors import CatalogError
 
 catalog_app = typer.Typer(name="catalog", help="Inspect and validate catalogs.", no_args_is_help=True)
@@ -200,15 +200,10 @@ def validate(
 
 @catalog_app.command("derive")
 def derive(
-    runs: Annotated[
-        Path | None, typer.Option(help="Run file (CSV/CSV.gz/Parquet); default: the store.")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
+    runs: RunsOption = None,
+    database_url: RunsUrlOption = None,
     path: Annotated[Path | None, typer.Option("--path", help="Catalog TOML file (default: packaged)")] = None,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="API price CSV for models the catalog lacks (default: PLANNER_PRICE_TABLE)."),
-    ] = None,
+    prices: PricesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """What the planner makes of run models and strategies the catalog lacks: aliases, derived tiers and

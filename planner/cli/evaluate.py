@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.cli.app import app
+from planner.cli.app import RunsOption, RunsUrlOption, app
 from planner.errors import PlannerError
 
 
@@ -33,10 +33,8 @@ def _table(report: dict[str, Any]) -> Table:
 
 @app.command("evaluate")
 def evaluate_predictor(
-    runs: Annotated[
-        Path | None, typer.Option(help="Run file (CSV/CSV.gz/Parquet); default: the store.")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
+    runs: RunsOption = None,
+    database_url: RunsUrlOption = None,
     task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Held-out share of queries.")] = 0.3,

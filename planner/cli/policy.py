@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
-from planner.cli.app import app
+from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app
 from planner.errors import PlannerError
 
 if TYPE_CHECKING:  # pandas and the models are imported when the command runs: `planner --help` stays fast
@@ -60,19 +60,11 @@ def runs_and_catalog(
 
 @app.command("evaluate-policy")
 def evaluate_policy(
-    runs: Annotated[
-        Path | None, typer.Option(help="Run file (CSV/CSV.gz/Parquet); default: the store.")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="Store URL when --runs is not given.")] = None,
+    runs: RunsOption = None,
+    database_url: RunsUrlOption = None,
     task: Annotated[str | None, typer.Option(help="Only runs of this task (store only).")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Catalog TOML (default: packaged).")] = None,
-    prices: Annotated[
-        Path | None,
-        typer.Option(
-            help="API price CSV (model, input_usd_per_mtok, output_usd_per_mtok) for run models the catalog "
-            "does not know; default: PLANNER_PRICE_TABLE."
-        ),
-    ] = None,
+    prices: PricesOption = None,
     predictor: Annotated[
         str, typer.Option(help="auto | prior | difficulty | difficulty+interaction | difficulty-raw")
     ] = "auto",
