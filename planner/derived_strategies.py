@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from planner.catalog import Catalog, Strategy, StrategyKind
+from planner.store.run_insert import params_key as store_params_key
 
 MIN_TOKEN_PAIRS = 20
 HIGH_COMPUTE_MULTIPLIER = 5.0
@@ -49,21 +50,17 @@ _MULTI = (StrategyKind.MAJORITY_VOTE, StrategyKind.BEST_OF_N, StrategyKind.PRM_S
 
 
 def params_key(value: Any) -> str:
-    """Canonical JSON of a run's strategy_params (dict, JSON text, or empty)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError:
-            return value
-    if not isinstance(value, Mapping):
-        return "{}"
-    return json.dumps({str(k): value[k] for k in value}, sort_keys=True, default=str)
+    """The canonical text of a run's strategy_params: the store's own (`planner.store.run_insert.params_key`,
+    what the run's idempotency key holds; '' for none), with a frame's missing value (NaN) as none."""
+    if not isinstance(value, str | bytes | Mapping):
+        return ""
+    return store_params_key(value)
 
 
 def run_params(runs: pd.DataFrame) -> pd.Series:
-    """`params_key` of every run (all "{}" when the frame has no strategy_params column)."""
+    """`params_key` of every run (all '' when the frame has no strategy_params column)."""
     if "strategy_params" not in runs:
-        return pd.Series("{}", index=runs.index, dtype=object)
+        return pd.Series("", index=runs.index, dtype=object)
     return runs["strategy_params"].map(params_key)
 
 
@@ -140,7 +137,7 @@ def resolve_strategies(catalog: Catalog, runs: pd.DataFrame, plain: str = "singl
     }
     plain_rows = plain_mask(runs, plain_names, plain)
     for name, pj in unknown.itertuples(index=False):
-        label = name if pj == "{}" else f"{name} {pj}"
+        label = f"{name} {pj}" if pj else name
         shape = shape_of(name, pj)
         if isinstance(shape, str):
             how[label] = f"left out: {shape}"

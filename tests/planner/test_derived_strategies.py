@@ -47,7 +47,8 @@ def test_shape_from_params_or_name() -> None:
     assert shape_of("greedy", "{}") == (K.SINGLE, 1, 1)
     assert "sample count" in str(shape_of("majority_vote", "{}"))
     assert "not recognised" in str(shape_of("mystery", "{}"))
-    assert params_key(float("nan")) == params_key(None) == params_key("") == "{}"
+    assert params_key(float("nan")) == params_key(None) == params_key("") == params_key({}) == ""
+    assert params_key({"n": 5.0}) == params_key('{"n": 5}') == '{"n":5}'  # the store's key text
 
 
 def _runs(n: int = 30) -> pd.DataFrame:
@@ -72,7 +73,7 @@ def _runs(n: int = 30) -> pd.DataFrame:
 def test_resolution_aliases_and_derives() -> None:
     catalog = load_catalog()
     res = resolve_strategies(catalog, _runs())
-    assert res.mapping[("greedy", "{}")] == "single"
+    assert res.mapping[("greedy", "")] == "single"
     assert res.mapping[("majority_vote", params_key({"n": 5}))] == "vote5"
     derived = res.mapping[("majority_vote", params_key({"n": 16}))]
     assert derived == "majority_vote-n16"
