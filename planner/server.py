@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,9 @@ async def create_server(
     except RuntimeError as exc:  # grpc raises on a failed bind (address in use, bad host)
         state.close()
         raise FailedPreconditionError(f"cannot bind {address!r}: {exc}") from None
-    await load_active_predictor(state)  # promoted version, else a prior bootstrapped from stored runs
+    active = await load_active_predictor(state)  # promoted version, else a prior bootstrapped from runs
+    if active is not None:
+        await _derive_catalog(state, active.predictor.tiers)
     await server.start()
     if settings.metrics_port:
         metrics.serve_http(settings.metrics_port)
@@ -124,6 +126,16 @@ async def create_server(
     server.planner_metrics = metrics  # type: ignore[attr-defined]
     log.info("server.started", address=address, port=port, services=names)
     return server, port
+
+
+async def _derive_catalog(state: ServiceState, tiers: Sequence[str]) -> None:
+    """Derive the catalog entries for the stored runs' unknown models and strategies before serving
+    (`ServiceState.catalog_for`), so requests naming them are valid from the first call; a failure is logged
+    and retried when the router is built."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(state.executor, state.catalog_for, tiers)
+    except Exception as exc:
+        log.error("catalog.derive_failed", error=str(exc))
 
 
 async def stop_server(server: grpc.aio.Server, grace_s: float) -> None:

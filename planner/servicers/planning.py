@@ -78,9 +78,7 @@ async def handle_plan(
     state: ServiceState, request: routing_pb2.PlanRequest, context: Any
 ) -> routing_pb2.PlanResponse:
     """Serve one Plan call (see the module docstring)."""
-    forecaster = await _forecaster(state, context)
-    options = await _options(state, context, forecaster)  # derives catalog entries the request may name
-    args = parse_plan_request(request, state.effective_catalog())
+    args = parse_plan_request(request, state.effective_catalog())  # derived entries may be named too
     if any(b.period in PERIODS for b in request.tenant_budgets.values()):
         if state.db is None:
             raise FailedPreconditionError("a tenant budget with a period needs a store with a ledger")
@@ -89,6 +87,8 @@ async def handle_plan(
         args = replace(args, spec=spec)
     limit = state.time_limit(context, args.time_limit_s)
     deadline = time.perf_counter() + limit
+    forecaster = await _forecaster(state, context)
+    options = await _options(state, context, forecaster)
     return await state.run_blocking(context, _plan, state, args, forecaster, options, deadline)
 
 

@@ -348,12 +348,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         return call
 
     async def Route(self, request: routing_pb2.RouteRequest, context: Ctx) -> routing_pb2.RouteResponse:
-        router = await self.router(context)  # first: it derives catalog entries the rails may name
         bad: list[FieldViolation] = []
         query = query_from_proto(request.query, "query", bad, self._tenants())
         call = self._call(request, bad, context)
         if bad:
             raise InvalidArgumentError("invalid RouteRequest", bad)
+        router = await self.router(context)
         wait = self.state.time_budget(context) - MIN_DECIDE_S  # never wait for company past the deadline
         decision = await self.coalescer.decide(router, query, call, max_wait_s=wait)
         reply = routing_pb2.RouteResponse()
@@ -368,12 +368,10 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             bad.append(FieldViolation("queries", len(request.queries), f"needs 1 to {MAX_BATCH} queries"))
         tenants = self._tenants()
         queries = [query_from_proto(q, f"queries[{i}]", bad, tenants) for i, q in enumerate(request.queries)]
-        if bad:  # before the router is built: a batch of bad queries costs nothing
-            raise InvalidArgumentError("invalid RouteBatchRequest", bad)
-        router = await self.router(context)
         call = self._call(request, bad, context)
         if bad:
             raise InvalidArgumentError("invalid RouteBatchRequest", bad)
+        router = await self.router(context)
         decisions = await router.route(queries, call)
         reply = routing_pb2.RouteBatchResponse()
         for d in decisions:

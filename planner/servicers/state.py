@@ -91,7 +91,8 @@ class ServiceState:
 
     def effective_catalog(self) -> Catalog:
         """The active catalog with the entries `catalog_for` derived for the stored runs (else the active
-        catalog): what Route and Plan offer, so guard rails may name a derived tier or strategy."""
+        catalog): what Route and Plan offer, so guard rails may name a derived tier or strategy. The server
+        derives them before serving (`planner.server.create_server`) and again when a router is rebuilt."""
         for (version, _, _), catalog in self._derived.items():
             if version == self.catalog_version:
                 return catalog
