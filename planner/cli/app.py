@@ -49,8 +49,9 @@ def database_url(explicit: str | None) -> str:
     return load_settings().database_url
 
 
-def fail(exc: PlannerError, as_json: bool) -> NoReturn:
-    """Report a domain error (one JSON object with --json, else a red line on stderr) and exit with code 2."""
+def fail(exc: PlannerError | ValueError, as_json: bool) -> NoReturn:
+    """Report a domain error or a bad value (one JSON object with --json, else a red line on stderr) and exit
+    with code 2."""
     if as_json:
         typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
     else:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import Catalog, PriceModel, load_catalog
-from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app
+from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app, fail
 from planner.errors import CatalogError
 
 catalog_app = typer.Typer(name="catalog", help="Inspect and validate catalogs.", no_args_is_help=True)
@@ -215,11 +215,7 @@ def derive(
         base = load_catalog(path)
         extended, _, notes = runs_and_catalog(runs, database_url, None, path, prices)
     except (PlannerError, ValueError) as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        else:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(exc, as_json)
     known_tiers, known_strategies = {t.name for t in base.tiers}, {s.name for s in base.strategies}
     new = summary(extended)
     out = {

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
-from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app
+from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app, fail
 from planner.errors import PlannerError
 
 if TYPE_CHECKING:  # pandas and the models are imported when the command runs: `planner --help` stays fast
@@ -99,11 +99,7 @@ def evaluate_policy(
         )
         report = replace(report, notes=(*derived, *report.notes))
     except (PlannerError, ValueError) as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        else:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(exc, as_json)
     if plot is not None:
         from planner.evaluation.plots import plot_quality_cost
 
