@@ -114,7 +114,11 @@ def load_price_table(path: str | Path) -> PriceTable:
     """Read a price CSV with columns `model, input_usd_per_mtok, output_usd_per_mtok` (others ignored);
     a bad row raises InvalidArgumentError naming its line."""
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    try:
+        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise InvalidArgumentError.for_field("prices", str(path), f"cannot read: {exc.strerror}") from None
+    with fh:
         reader = csv.DictReader(fh)
         need = {"model", "input_usd_per_mtok", "output_usd_per_mtok"}
         missing = need - set(reader.fieldnames or ())

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.cli.app import PricesOption, RunsOption, RunsUrlOption, app, fail
-from planner.errors import PlannerError
+from planner.errors import InvalidArgumentError, PlannerError
 
 if TYPE_CHECKING:  # pandas and the models are imported when the command runs: `planner --help` stays fast
     import pandas as pd
@@ -29,7 +29,10 @@ def load_runs(
     from planner.ingest import preset
 
     if runs is not None:
-        raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
+        try:
+            raw = pd.read_parquet(runs) if runs.suffix == ".parquet" else pd.read_csv(runs)
+        except OSError as exc:
+            raise InvalidArgumentError.for_field("runs", str(runs), f"cannot read: {exc.strerror}") from None
         raw = raw.rename(columns=preset("zeroeval"))
         return prepare_runs(raw, name_map)
     from planner.cli.app import database_url as resolve_url

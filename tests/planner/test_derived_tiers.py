@@ -135,6 +135,8 @@ def test_bad_price_table_names_the_line(tmp_path: Path) -> None:
     table.write_text("model,price\nx,1\n")
     with pytest.raises(InvalidArgumentError, match="lacks columns"):
         load_price_table(table)
+    with pytest.raises(InvalidArgumentError, match=r"prices.*cannot read"):
+        load_price_table(tmp_path / "missing.csv")
 
 
 def test_remap_maps_stored_model_names_onto_the_extended_catalog(catalog) -> None:  # type: ignore[no-untyped-def]
@@ -212,3 +214,16 @@ def test_catalog_derive_cli_lists_what_was_derived(tmp_path: Path) -> None:
     assert report["derived_strategies"] == []
     assert any("'mystery': left out" in n for n in report["notes"])
     assert any("'greedy': alias of catalog strategy 'single'" in n for n in report["notes"])
+
+
+def test_unreadable_run_file_is_a_named_error(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    missing = str(tmp_path / "missing.csv")
+    out = CliRunner().invoke(app, ["evaluate-policy", "--runs", missing, "--json"])
+    assert out.exit_code == 2
+    assert json.loads(out.output)["error"] == "InvalidArgumentError" and missing in out.output
