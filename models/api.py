@@ -40,20 +40,30 @@ class Query:
 @dataclass(frozen=True)
 class Forecast:
     """Per (query, tier) forecasts for a single plain sample. All arrays have shape (n_queries, n_tiers),
-    except `input_tokens` with shape (n_queries,)."""
+    except `input_tokens` and `level_group` with shape (n_queries,).
+
+    `level_se` (optional) is the logit-scale standard error of the tier level each forecast rests on
+    (`models.level`); queries with equal `level_group` share those levels (and their errors): one group per
+    task of one fitted forecaster. Both are None when the forecaster does not know them."""
 
     tiers: tuple[str, ...]
     p_correct: np.ndarray
     output_tokens_p50: np.ndarray
     output_tokens_p90: np.ndarray
     input_tokens: np.ndarray
+    level_se: np.ndarray | None = None
+    level_group: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, k = len(self.input_tokens), len(self.tiers)
-        for name in ("p_correct", "output_tokens_p50", "output_tokens_p90"):
+        for name in ("p_correct", "output_tokens_p50", "output_tokens_p90", "level_se"):
             arr = getattr(self, name)
-            if arr.shape != (n, k):
+            if arr is not None and arr.shape != (n, k):
                 raise ValueError(f"{name} has shape {arr.shape}, expected {(n, k)}")
+        if (self.level_se is None) != (self.level_group is None):
+            raise ValueError("level_se and level_group come together (both or neither)")
+        if self.level_group is not None and self.level_group.shape != (n,):
+            raise ValueError(f"level_group has shape {self.level_group.shape}, expected {(n,)}")
 
     def tier_index(self, tier: str) -> int:
         return self.tiers.index(tier)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from models.api import Forecast, Query
 from models.data import plain_runs, prepare_runs
+from models.level import level_se_table
 
 DEFAULT_OUTPUT_TOKENS = 256.0
 """Output tokens assumed for a tier whose runs carry no output length."""
@@ -52,6 +53,9 @@ class PriorForecaster(BaseEstimator):
             float
         )
         self.n_runs_ = counts.to_numpy(int)
+        tier = pd.Categorical(frame["tier"], categories=counts.index).codes
+        zeros = np.zeros(len(frame), dtype=np.intp)
+        self.level_se_ = level_se_table(zeros, tier, frame["score"].to_numpy(float), 1, len(counts))[-1]
         tok = grouped["output_tokens"]
         self.output_p50_, self.output_p90_ = tier_token_quantiles(tok, counts.index)
         self.output_mean_ = tok.mean().reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)
@@ -66,19 +70,23 @@ class PriorForecaster(BaseEstimator):
         if not hasattr(self, "tiers_"):  # check_is_fitted's own checks cost more than this forecast
             check_is_fitted(self, "tiers_")
         n = len(queries)
+        level = self.__dict__.get("level_se_")  # None: fitted before level errors existed
+        rows = (self.p_correct_, self.output_p50_, self.output_p90_) + (() if level is None else (level,))
         if n == 1:  # the Route hot path: read-only views of the fitted rows, no copies
-            p, p50, p90 = (a[None, :] for a in (self.p_correct_, self.output_p50_, self.output_p90_))
-            for view in (p, p50, p90):
+            arrays = tuple(a[None, :] for a in rows)
+            for view in arrays:
                 view.flags.writeable = False
         else:
             ones = np.ones((n, 1))
-            p, p50, p90 = (ones * a[None, :] for a in (self.p_correct_, self.output_p50_, self.output_p90_))
+            arrays = tuple(ones * a[None, :] for a in rows)
+        levels = {} if level is None else {"level_se": arrays[3], "level_group": np.zeros(n, dtype=np.intp)}
         return Forecast(
             tiers=self.tiers_,
-            p_correct=p,
-            output_tokens_p50=p50,
-            output_tokens_p90=p90,
+            p_correct=arrays[0],
+            output_tokens_p50=arrays[1],
+            output_tokens_p90=arrays[2],
             input_tokens=np.array([q.input_tokens for q in queries], dtype=float),
+            **levels,
         )
 
     def predict_proba_runs(self, runs: pd.DataFrame) -> np.ndarray:

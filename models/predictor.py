@@ -34,6 +34,7 @@ from models.data import index_of, plain_runs, prepare_runs, queries_from_frame, 
 from models.design import build_design, task_index
 from models.features import QueryFeaturizer
 from models.hotpath import CompiledPredictor, strategy_key, with_offset
+from models.level import level_se_table
 from models.recalibrate import fit_tier_platt
 from models.response import collect_evidence, fit_offset
 from models.strategies import expected_quality, fit_correlation, strategy_tokens
@@ -120,6 +121,9 @@ class DifficultyPredictor(BaseEstimator):
         tokens = frame["output_tokens"].to_numpy(float)[d.plain]
         self.tokens_ = TokenModel().fit(d.x, cells.query, cells.tier, tokens, len(self.tiers_))
         q_task = task_index(self.tasks_, d.queries)
+        self.level_se_ = level_se_table(
+            cells.task, cells.tier, cells.score, len(self.tasks_), len(self.tiers_)
+        )
         p_rows = self.success_.predict_proba_matrix(d.x, q_task)
         self.__dict__.pop("interaction_ability_", None)  # a refit starts raw
         self.__dict__.pop("interaction_slope_", None)
@@ -177,6 +181,7 @@ class DifficultyPredictor(BaseEstimator):
             shift = float(np.median(np.log(tokens[ok]) - self.tokens_.log_mean(x)[q[ok], t[ok]]))
             self.tokens_ = copy.copy(self.tokens_)
             self.tokens_.c_ = self.tokens_.c_ + shift
+        self._recalibrate_level_se(t, score)
         self.recalibrated_on_ = len(frame)
         self._compile()
         return self
@@ -198,6 +203,7 @@ class DifficultyPredictor(BaseEstimator):
                 output_tokens_p50=one["output_tokens_p50"][None, :],
                 output_tokens_p90=one["output_tokens_p90"][None, :],
                 input_tokens=np.array([queries[0].input_tokens], dtype=float),
+                **self._levels(self._task_index(queries)),
             )
         return self.forecast_batch(queries)
 
@@ -215,6 +221,7 @@ class DifficultyPredictor(BaseEstimator):
             output_tokens_p50=p50,
             output_tokens_p90=p90,
             input_tokens=np.array([q.input_tokens for q in queries], dtype=float),
+            **self._levels(task),
         )
 
     def quality(self, forecast: Forecast, strategy: Strategy) -> np.ndarray:
@@ -278,6 +285,24 @@ class DifficultyPredictor(BaseEstimator):
         return {t: float(s) for t, s in zip(self.tiers_, values, strict=True)}
 
     # ---- internals --------------------------------------------------------------------------------------
+    def _levels(self, task: np.ndarray) -> dict[str, np.ndarray]:
+        """`level_se` / `level_group` of a forecast for queries of tasks `task` (-1: a task not seen in
+        training, which uses the pooled levels: the last row); none for artifacts saved without them."""
+        table = self.__dict__.get("level_se_")
+        if table is None:
+            return {}
+        return {"level_se": table[task], "level_group": np.where(task < 0, len(self.tasks_), task)}
+
+    def _recalibrate_level_se(self, tier: np.ndarray, score: np.ndarray) -> None:
+        """After recalibration every task's level of a tier comes from the recalibration runs (one pooled
+        Platt map): their pooled error, for the tiers they cover."""
+        table = self.__dict__.get("level_se_")
+        if table is None:
+            return
+        fresh = level_se_table(np.zeros(len(tier), dtype=np.intp), tier, score, 1, len(self.tiers_))[-1]
+        covered = np.bincount(tier, minlength=len(self.tiers_)) > 0
+        self.level_se_ = np.where(covered[None, :], fresh[None, :], table)
+
     def _task_index(self, queries: Sequence[Query]) -> np.ndarray:
         return task_index(self.tasks_, queries)
 

@@ -266,7 +266,7 @@ class OptionSet:
 
     def price(self, forecast: Forecast) -> OptionArrays:
         """Price every option for every query of `forecast`."""
-        cols = self._columns(forecast)
+        cols = self.tier_columns(forecast)
         p50 = forecast.output_tokens_p50[:, cols]
         p90 = np.maximum(forecast.output_tokens_p90[:, cols], p50)
         mean = lognormal_mean(p50, p90)
@@ -286,7 +286,8 @@ class OptionSet:
             tokens_p90=forecast.input_tokens[:, None] + p90 * self.output_multiplier[None, :],
         )
 
-    def _columns(self, forecast: Forecast) -> np.ndarray:
+    def tier_columns(self, forecast: Forecast) -> np.ndarray:
+        """Each option's tier column in `forecast` (raises INVALID_ARGUMENT when it lacks a tier)."""
         if tuple(forecast.tiers) == self.forecast_tiers:
             return self.tier_col
         missing = [t for t in self.forecast_tiers if t not in forecast.tiers]

@@ -59,9 +59,13 @@ def _resampled_mean(replay: Replay, choice: np.ndarray, idx: np.ndarray) -> np.n
 
 def calibration(points: tuple[Point, ...], replay: Replay) -> dict[str, Any]:
     """Predicted vs realised mean quality (points) and spend (relative) of each plan, with the sampling
-    standard error of a plan's realised mean quality if its predictions were exact (the noise floor)."""
+    standard error of a plan's realised mean quality if its predictions were exact (the noise floor).
+    The predicted quality is the promise adjusted for selection optimism; `unadjusted_*` are the same
+    figures for the forecasts' own mean (the promise before that adjustment)."""
     rows = np.arange(replay.n)
-    dq = np.array([abs((p.predicted_quality or 0.0) - p.quality) * 100 for p in points])
+    signed = np.array([((p.predicted_quality or 0.0) - p.quality) * 100 for p in points])
+    raw = signed + np.array([p.optimism * 100 for p in points])
+    dq = np.abs(signed)
     ds = np.array([abs((p.predicted_cost or 0.0) - p.cost) / p.cost for p in points if p.cost > 0])
     se = []
     for p in points:
@@ -72,9 +76,11 @@ def calibration(points: tuple[Point, ...], replay: Replay) -> dict[str, Any]:
         "max_abs_quality_error_pp": float(dq.max()),
         "mean_abs_quality_error_pp": float(dq.mean()),
         "plans_within_1_5pp": int((dq <= 1.5).sum()),
-        "mean_signed_quality_error_pp": float(
-            np.mean([((p.predicted_quality or 0.0) - p.quality) * 100 for p in points])
-        ),
+        "mean_signed_quality_error_pp": float(signed.mean()),
+        "mean_selection_optimism_pp": float(np.mean([p.optimism * 100 for p in points])),
+        "unadjusted_max_abs_quality_error_pp": float(np.abs(raw).max()),
+        "unadjusted_plans_within_1_5pp": int((np.abs(raw) <= 1.5).sum()),
+        "unadjusted_mean_signed_quality_error_pp": float(raw.mean()),
         "max_sampling_se_pp": float(max(se)),
         "max_rel_spend_error": float(ds.max()) if ds.size else 0.0,
         "mean_rel_spend_error": float(ds.mean()) if ds.size else 0.0,

@@ -53,6 +53,8 @@ from sklearn.neighbors import NearestNeighbors
 from planner.catalog import StrategyKind
 from planner.evaluation.metrics import Curve
 from planner.evaluation.replay import KEY, Replay, Split, keyed
+from planner.solve import Problem, Solution, solve
+from planner.solve.optimism import selection_optimism
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Point:
     cost: float
     predicted_quality: float | None = None
     predicted_cost: float | None = None
+    optimism: float = 0.0
+    """For the planner: the plan's estimated selection optimism (`planner.solve.optimism`), already taken
+    off `predicted_quality` (the adjusted promise; the forecasts' own mean is their sum)."""
 
     def to_dict(self) -> dict[str, float | None]:
         return {
@@ -73,6 +78,7 @@ class Point:
             "cost_usd": self.cost,
             "predicted_quality": self.predicted_quality,
             "predicted_cost_usd": self.predicted_cost,
+            "selection_optimism": self.optimism,
         }
 
 
@@ -91,14 +97,20 @@ class PolicyResult:
 
 
 def _point(
-    replay: Replay, knob: float, choice: np.ndarray, promise: bool = False, rows: np.ndarray | None = None
+    replay: Replay,
+    knob: float,
+    choice: np.ndarray,
+    promise: bool = False,
+    rows: np.ndarray | None = None,
+    optimism: float = 0.0,
 ) -> Point:
-    """A choice's point over every replay query, or over `rows` only (means over those)."""
+    """A choice's point over every replay query, or over `rows` only (means over those); a promise is the
+    forecasts' mean less the plan's `optimism`."""
     q, c = replay.realise(choice) if rows is None else replay.realise_on(rows, choice)
     if not promise:
         return Point(knob, choice, q, c)
     pq, pc = replay.promise(choice, rows)
-    return Point(knob, choice, q, c, pq, pc)
+    return Point(knob, choice, q, c, pq - optimism, pc, optimism)
 
 
 def _own_rows(replay: Replay, choice: np.ndarray) -> np.ndarray | None:
@@ -165,49 +177,53 @@ def plan_choice(
     `feasible` (n, m) masks options a query may not take (unrecorded strategies in a replay).
 
     A budget below the cheapest plan gets the cheapest plan (the solver would report it infeasible)."""
-    n = value.shape[0]
-    floor = float(_min_cost(cost, feasible).sum())
-    total = max(budget_per_query * n, floor * (1 + 1e-12))
-    try:
-        from planner.solve import Problem, solve
-    except ImportError:
-        return _lagrangian_fit(
-            value, cost, total, feasible
-        ), "lagrangian-bisection (planner.solve not installed)"
-    problem = Problem(value=value, cost=cost, budget=total, feasible=feasible)
-    solution = solve(problem, time_limit_s=time_limit_s)
+    _, solution = plan_solution(value, cost, budget_per_query, time_limit_s, feasible)
     return np.asarray(solution.choice, dtype=np.intp), f"planner.solve ({solution.stats.method})"
 
 
-def _lagrangian_fit(
-    value: np.ndarray, cost: np.ndarray, total: float, feasible: np.ndarray | None = None
-) -> np.ndarray:
-    rows = np.arange(value.shape[0])
-    for lam in lambda_grid(cost, 400):
-        choice = lagrangian_choice(value, cost, lam, feasible)
-        if cost[rows, choice].sum() <= total:
-            return choice
-    masked = cost if feasible is None else np.where(feasible, cost, np.inf)
-    return np.asarray(masked.argmin(axis=1), dtype=np.intp)
+def plan_solution(
+    value: np.ndarray,
+    cost: np.ndarray,
+    budget_per_query: float,
+    time_limit_s: float = 10.0,
+    feasible: np.ndarray | None = None,
+) -> tuple[Problem, Solution]:
+    """`plan_choice`'s problem and the solver's whole solution (multipliers included)."""
+    floor = float(_min_cost(cost, feasible).sum())
+    total = max(budget_per_query * value.shape[0], floor * (1 + 1e-12))
+    problem = Problem(value=value, cost=cost, budget=total, feasible=feasible)
+    return problem, solve(problem, time_limit_s=time_limit_s)
+
+
+def _planned_point(replay: Replay, budget: float) -> tuple[Point, str]:
+    """The planner's plan at `budget` per query, its promise adjusted for selection optimism when the
+    forecaster gives level errors (`planner.solve.optimism`), and the solver method."""
+    problem, solution = plan_solution(
+        replay.predicted.quality, replay.predicted.usd, budget, feasible=replay.feasible
+    )
+    levels = replay.levels()
+    optimism = 0.0 if levels is None else selection_optimism(problem, solution, *levels).mean
+    choice = np.asarray(solution.choice, dtype=np.intp)
+    return _point(replay, budget, choice, promise=True, optimism=optimism), solution.stats.method
 
 
 def planner_sweep(replay: Replay, budgets: Sequence[float] | np.ndarray | None = None) -> PolicyResult:
-    """The planner's budgeted plans (from its own predictions) over a sweep of per-query budgets."""
+    """The planner's budgeted plans (from its own predictions) over a sweep of per-query budgets; each
+    promise adjusted for selection optimism when the forecaster gives level errors."""
     q, c = replay.predicted.quality, replay.predicted.usd
     grid = budget_grid(c, q, feasible=replay.feasible) if budgets is None else np.asarray(budgets, float)
     points, method = [], ""
     for budget in grid:
-        choice, method = plan_choice(q, c, float(budget), feasible=replay.feasible)
-        points.append(_point(replay, float(budget), choice, promise=True))
-    note = f"budget sweep (knob = predicted USD per query), plans by {method}"
+        point, method = _planned_point(replay, float(budget))
+        points.append(point)
+    adjusted = "" if replay.levels() is None else "; promises adjusted for selection optimism"
+    note = f"budget sweep (knob = predicted USD per query), plans by planner.solve ({method}){adjusted}"
     return PolicyResult("planner", "router", tuple(points), note=note)
 
 
 def planner_at_budget(replay: Replay, budget_per_query: float) -> Point:
     """The planner's plan under a hard total budget of `budget_per_query` x n (in predicted USD)."""
-    q, c = replay.predicted.quality, replay.predicted.usd
-    choice, _ = plan_choice(q, c, budget_per_query, feasible=replay.feasible)
-    return _point(replay, budget_per_query, choice, promise=True)
+    return _planned_point(replay, budget_per_query)[0]
 
 
 def single_models(replay: Replay) -> list[PolicyResult]:

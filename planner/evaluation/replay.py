@@ -53,6 +53,7 @@ from planner.evaluation.recorded import (
     replay_quality_fn,
 )
 from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn, lognormal_mean
+from planner.solve.optimism import level_arrays
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class CrossFitForecaster:
         n, k = len(queries), len(tiers)
         arrays = {name: np.zeros((n, k)) for name in ("p_correct", "output_tokens_p50", "output_tokens_p90")}
         inp = np.zeros(n)
+        level_se, group = np.zeros((n, k)), np.zeros(n, dtype=np.intp)
+        known = True  # every fold's forecaster gave level errors
         fold = np.array([self.fold_of[q.query_id] for q in queries], dtype=np.intp)
         for f, model in enumerate(self.forecasters):
             rows = np.flatnonzero(fold == f)
@@ -129,7 +132,14 @@ class CrossFitForecaster:
             for name, arr in arrays.items():
                 arr[rows] = getattr(fc, name)[:, cols]
             inp[rows] = fc.input_tokens
-        return Forecast(tiers, input_tokens=inp, **arrays)
+            if fc.level_se is None or fc.level_group is None:
+                known = False
+                continue
+            level_se[rows] = fc.level_se[:, cols]
+            # each fold's forecaster has levels of its own: its groups never meet another fold's
+            group[rows] = fc.level_group * len(self.forecasters) + f
+        levels = {"level_se": level_se, "level_group": group} if known else {}
+        return Forecast(tiers, input_tokens=inp, **arrays, **levels)
 
     def __str__(self) -> str:
         return f"{type(self.forecasters[0]).__name__} x {len(self.forecasters)} folds"
@@ -240,6 +250,15 @@ class Replay:
             float(self.realised_quality[rows, picked].mean()),
             float(self.realised_cost[rows, picked].mean()),
         )
+
+    def levels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(se, level) of every (query, option) for `planner.solve.optimism` -- each option's logit
+        standard error of its tier's level and the id of that shared level -- or None when the forecaster
+        gives no level errors."""
+        f = self.forecast
+        if f.level_se is None or f.level_group is None:
+            return None
+        return level_arrays(self.options.tier_columns(f), f.level_se, f.level_group)
 
     def promise(self, choice: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, float]:
         """Mean predicted (quality, cost per query) of a choice (over `rows`, default all)."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.api import Forecaster, Query
+from models.api import Forecast, Forecaster, Query
 from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleError, InvalidArgumentError
 from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
@@ -36,6 +36,7 @@ from planner.servicers.state import ServiceState
 from planner.solve import Objective, Solution, solve, solve_milp
 from planner.solve.batch import Batch, ConstraintKind, PlanSpec, build_batch, kind_of
 from planner.solve.explain import Explanations, explain
+from planner.solve.optimism import Optimism, level_arrays, selection_optimism
 from planner.store import Database, Ledger, period_key
 from planner.v1 import common_pb2, routing_pb2
 
@@ -335,7 +336,19 @@ def _plan(
     else:
         solution = solve(batch.problem, time_limit_s=left, tol=args.gap)
     why = explain(batch.problem, solution)
-    return _response(args, options, arrays, batch, solution, why)
+    reply = _response(args, options, arrays, batch, solution, why)
+    optimism = _optimism(options, forecast, batch, solution)
+    reply.totals.selection_optimism = optimism.mean
+    reply.totals.adjusted_mean_quality = reply.totals.mean_quality - optimism.mean
+    return reply
+
+
+def _optimism(options: OptionSet, forecast: Forecast, batch: Batch, solution: Solution) -> Optimism:
+    """The plan's selection optimism (`planner.solve.optimism`); none without level errors in the forecast."""
+    if forecast.level_se is None or forecast.level_group is None or not len(forecast.input_tokens):
+        return Optimism.none()
+    se, level = level_arrays(options.tier_columns(forecast), forecast.level_se, forecast.level_group)
+    return selection_optimism(batch.problem, solution, se, level)
 
 
 def _response(

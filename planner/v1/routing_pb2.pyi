@@ -775,6 +775,8 @@ class PlanTotals(_message.Message):
     MEAN_QUALITY_FIELD_NUMBER: _builtins.int
     DEVICE_SECONDS_FIELD_NUMBER: _builtins.int
     SPEND_BY_TENANT_USD_FIELD_NUMBER: _builtins.int
+    SELECTION_OPTIMISM_FIELD_NUMBER: _builtins.int
+    ADJUSTED_MEAN_QUALITY_FIELD_NUMBER: _builtins.int
     spend_usd: _builtins.float
     """Total expected spend, USD."""
     energy_kwh: _builtins.float
@@ -783,6 +785,13 @@ class PlanTotals(_message.Message):
     """Sum of expected quality over queries."""
     mean_quality: _builtins.float
     """Mean expected quality per query."""
+    selection_optimism: _builtins.float
+    """Estimated selection optimism per query (the winner's curse): how much mean_quality overstates what a plan
+    picked on estimated qualities delivers, from the forecaster's uncertainty about each tier's level (a
+    parametric bootstrap at the plan's shadow prices). 0 when the forecaster gives no level uncertainty.
+    """
+    adjusted_mean_quality: _builtins.float
+    """mean_quality - selection_optimism: the plan's promise adjusted for selection, the figure to hold it to."""
     @_builtins.property
     def device_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Device-seconds per target."""
@@ -800,10 +809,12 @@ class PlanTotals(_message.Message):
         mean_quality: _builtins.float = ...,
         device_seconds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         spend_by_tenant_usd: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        selection_optimism: _builtins.float = ...,
+        adjusted_mean_quality: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_seconds", b"device_seconds", "energy_kwh", b"energy_kwh", "expected_quality", b"expected_quality", "mean_quality", b"mean_quality", "spend_by_tenant_usd", b"spend_by_tenant_usd", "spend_usd", b"spend_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjusted_mean_quality", b"adjusted_mean_quality", "device_seconds", b"device_seconds", "energy_kwh", b"energy_kwh", "expected_quality", b"expected_quality", "mean_quality", b"mean_quality", "selection_optimism", b"selection_optimism", "spend_by_tenant_usd", b"spend_by_tenant_usd", "spend_usd", b"spend_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

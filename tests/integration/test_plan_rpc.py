@@ -68,6 +68,11 @@ async def test_unconstrained_plan_assigns_every_query(stub: routing_pb2_grpc.Rou
     assert [a.query_id for a in reply.assignments] == [f"q{i}" for i in range(N)]
     assert reply.gap == 0.0 and reply.bound == pytest.approx(reply.objective_value)
     assert reply.totals.mean_quality == pytest.approx(reply.totals.expected_quality / N)
+    # the promise adjusted for selection among near-equal tiers (levels known from 60 demo queries)
+    assert 0.0 < reply.totals.selection_optimism < 0.05
+    assert reply.totals.adjusted_mean_quality == pytest.approx(
+        reply.totals.mean_quality - reply.totals.selection_optimism
+    )
     assert reply.stats.method == routing_pb2.SOLVER_METHOD_LAGRANGIAN
     assert reply.stats.options > 0 and reply.plan_id
 

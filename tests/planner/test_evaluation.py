@@ -112,6 +112,22 @@ def test_planner_plans_never_exceed_their_budget(report: EvaluationReport) -> No
         assert p.predicted_cost <= max(p.knob, cheapest) * (1 + 1e-9)
 
 
+def test_planner_promises_are_adjusted_for_selection_optimism(report: EvaluationReport) -> None:
+    """Each plan's promise is the forecasts' mean over its picks less its estimated selection optimism; the
+    calibration figures give both."""
+    planner = report.policy("planner")
+    assert "selection optimism" in planner.note
+    assert max(p.optimism for p in planner.points) > 0  # near-equal tiers compete at some budget
+    calib = report.figures["planner_calibration"]
+    signed = [(p.predicted_quality or 0.0) - p.quality for p in planner.points]
+    assert calib["mean_signed_quality_error_pp"] == pytest.approx(100 * np.mean(signed))
+    raw = [s + p.optimism for s, p in zip(signed, planner.points, strict=True)]
+    assert calib["unadjusted_mean_signed_quality_error_pp"] == pytest.approx(100 * np.mean(raw))
+    assert calib["mean_selection_optimism_pp"] == pytest.approx(
+        100 * np.mean([p.optimism for p in planner.points])
+    )
+
+
 def test_simulated_figures_are_marked_and_consistent(report: EvaluationReport) -> None:
     sim = report.figures["simulated"]
     assert sim["single_pass_fit_gap_pp"] < 0.5  # the reference fit reproduces each tier's accuracy

@@ -1,0 +1,119 @@
+"""Level uncertainty (`models.level`) and the level errors forecasters attach to their forecasts."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.api import Forecast, Query
+from models.baseline import PriorForecaster
+from models.data import queries_from_frame
+from models.level import MAX_SE, level_se_table
+from models.predictor import DifficultyPredictor
+
+
+def test_binary_scores_follow_the_delta_method() -> None:
+    # tier 0: 90 of 100 right on task 0; tier 1: 60 of 100
+    score = np.r_[np.ones(90), np.zeros(10), np.ones(60), np.zeros(40)]
+    tier = np.r_[np.zeros(100, int), np.ones(100, int)]
+    table = level_se_table(np.zeros(200, int), tier, score, 1, 2)
+    assert table.shape == (2, 2)
+    for j, p in enumerate((0.9, 0.6)):
+        var = p * (1 - p) * 100 / 99  # sample variance
+        ps = (100 * p + 1) / 102  # smoothed mean
+        assert table[0, j] == pytest.approx(np.sqrt(var / 100) / (ps * (1 - ps)), rel=1e-9)
+    np.testing.assert_allclose(table[0], table[1])  # one task: the pooled row is the same
+
+
+def test_more_runs_narrow_the_error_and_graded_scores_are_tighter() -> None:
+    rng = np.random.default_rng(0)
+    few = level_se_table(np.zeros(50, int), np.zeros(50, int), rng.random(50) < 0.8, 1, 1)
+    many = level_se_table(np.zeros(5000, int), np.zeros(5000, int), rng.random(5000) < 0.8, 1, 1)
+    assert many[0, 0] < few[0, 0] / 5
+    graded = level_se_table(np.zeros(500, int), np.zeros(500, int), rng.uniform(0.7, 0.9, 500), 1, 1)
+    binary = level_se_table(np.zeros(500, int), np.zeros(500, int), rng.random(500) < 0.8, 1, 1)
+    assert graded[0, 0] < binary[0, 0] / 3
+
+
+def test_missing_cells_fall_back_to_pooled_and_extremes_stay_finite() -> None:
+    # tier 1 has runs on task 0 only; tier 2 has none; tier 0 is right on every one of its 3 runs
+    task = np.array([0, 0, 0, 0, 1])
+    tier = np.array([0, 0, 0, 1, 0])
+    score = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
+    table = level_se_table(task, tier, score, 2, 3)
+    assert table.shape == (3, 3) and np.all(np.isfinite(table))
+    assert table[1, 1] == table[2, 1]  # tier 1 on task 1: its pooled error
+    assert np.all(table[:, 2] == MAX_SE)  # never seen
+    assert 0 < table[0, 0] <= MAX_SE
+
+
+def test_mismatched_arrays_are_rejected() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        level_se_table(np.zeros(3, int), np.zeros(2, int), np.zeros(3), 1, 1)
+
+
+def test_forecast_takes_level_errors_with_their_groups_only() -> None:
+    base = dict(
+        tiers=("a", "b"),
+        p_correct=np.full((2, 2), 0.5),
+        output_tokens_p50=np.ones((2, 2)),
+        output_tokens_p90=np.ones((2, 2)),
+        input_tokens=np.ones(2),
+    )
+    Forecast(**base, level_se=np.ones((2, 2)), level_group=np.zeros(2, int))
+    with pytest.raises(ValueError, match="both or neither"):
+        Forecast(**base, level_se=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="level_se has shape"):
+        Forecast(**base, level_se=np.ones((2, 3)), level_group=np.zeros(2, int))
+
+
+@pytest.fixture(scope="module")
+def fitted(gsm8k_small: pd.DataFrame) -> DifficultyPredictor:
+    return DifficultyPredictor(n_components=16, interaction="raw").fit(gsm8k_small)
+
+
+def test_predictor_forecasts_carry_level_errors_per_task(
+    fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame
+) -> None:
+    assert fitted.level_se_.shape == (len(fitted.tasks_) + 1, len(fitted.tiers_))
+    queries = [*queries_from_frame(gsm8k_small)[:3], Query(prompt="x", task="never-seen")]
+    fc = fitted.forecast(queries)
+    assert fc.level_se is not None and fc.level_group is not None
+    np.testing.assert_allclose(fc.level_se[0], fitted.level_se_[0])
+    np.testing.assert_allclose(fc.level_se[3], fitted.level_se_[-1])  # unseen task: pooled levels
+    assert fc.level_group.tolist() == [0, 0, 0, len(fitted.tasks_)]
+    one = fitted.forecast(queries[:1])  # the one-query hot path gives the same
+    assert one.level_se is not None
+    np.testing.assert_allclose(one.level_se[0], fc.level_se[0])
+    # 400 queries per tier: a level is known to about a tenth of a logit, tighter for tiers near 50%
+    assert 0.05 < float(np.median(fitted.level_se_)) < 0.4
+
+
+def test_recalibration_takes_its_level_errors_from_the_new_runs(
+    fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame
+) -> None:
+    recal = copy.deepcopy(fitted).recalibrate(gsm8k_small.sample(300, random_state=0))
+    covered = sorted(set(gsm8k_small.sample(300, random_state=0)["tier"]))
+    j = fitted.tiers_.index(covered[0])
+    assert recal.level_se_[0, j] > 2 * fitted.level_se_[0, j]  # few runs per tier: a wider error
+
+
+def test_artifacts_without_level_errors_forecast_without_them(
+    fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame
+) -> None:
+    old = copy.deepcopy(fitted)
+    del old.__dict__["level_se_"]
+    fc = old.forecast(queries_from_frame(gsm8k_small)[:2])
+    assert fc.level_se is None and fc.level_group is None
+
+
+def test_prior_forecaster_gives_one_pooled_group(gsm8k_small: pd.DataFrame) -> None:
+    prior = PriorForecaster().fit(gsm8k_small)
+    for n in (1, 3):
+        fc = prior.forecast(queries_from_frame(gsm8k_small)[:n])
+        assert fc.level_se is not None and fc.level_group is not None
+        assert fc.level_se.shape == (n, len(prior.tiers_)) and not fc.level_group.any()
+        np.testing.assert_allclose(fc.level_se[0], prior.level_se_)
