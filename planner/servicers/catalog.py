@@ -63,14 +63,23 @@ def _catalog_store(state: ServiceState) -> CatalogStore:
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self.state = state
-        self._active: tuple[str, catalog_pb2.GetCatalogResponse] | None = None
-        """Response for the active catalog, rebuilt when its version changes (building one costs ~10 ms)."""
+        self._active: tuple[tuple[object, ...], catalog_pb2.GetCatalogResponse] | None = None
+        """Response for the active catalog, rebuilt when its version or its derived entries change (building
+        one costs ~10 ms)."""
 
     def _active_response(self) -> catalog_pb2.GetCatalogResponse:
         state = self.state
-        if self._active is None or self._active[0] != state.catalog_version:
+        effective = state.effective_catalog()
+        key = (
+            state.catalog_version,
+            tuple(t.name for t in effective.tiers),
+            tuple(s.name for s in effective.strategies),
+        )
+        if self._active is None or self._active[0] != key:
             reply = response(state.catalog, state.catalog_toml, None)
-            self._active = (state.catalog_version, reply)
+            reply.effective.CopyFrom(summary(effective))
+            reply.derived_notes.extend(state.derived_notes if effective is not state.catalog else ())
+            self._active = (key, reply)
         return self._active[1]
 
     async def GetCatalog(

@@ -46,6 +46,8 @@ class ServiceState:
     """Called by `close` before the worker pool stops (e.g. to flush the routing audit log)."""
     executor: ThreadPoolExecutor = field(init=False)
     _derived: dict[tuple[str, tuple[str, ...], int], Catalog] = field(default_factory=dict, repr=False)
+    derived_notes: tuple[str, ...] = ()
+    """How `catalog_for` made each derived entry of the latest derivation (`planner.derived_tiers`)."""
 
     def __post_init__(self) -> None:
         if not self.catalog_version:
@@ -71,12 +73,13 @@ class ServiceState:
 
         store = RunStore(self.db)
         key = (self.catalog_version, tuple(tiers), store.count())
-        hit = self._derived.get(key)
-        if hit is not None:
-            return hit
+        cached = self._derived.get(key)
+        if cached is not None:
+            return cached
         unknown_tiers = set(tiers) - {t.name for t in self.catalog.tiers}
         unknown_strategies = set(store.strategies()) - {s.name for s in self.catalog.strategies}
         hit = self.catalog
+        notes: tuple[str, ...] = ()
         if unknown_tiers or unknown_strategies:
             from planner.derived_tiers import extend_catalog, load_price_table
 
@@ -84,9 +87,10 @@ class ServiceState:
             ext = extend_catalog(self.catalog, store.load_frame(), load_price_table(path) if path else None)
             for note in ext.notes:
                 log.info("catalog.derived", note=note)
-            hit = ext.catalog
+            hit, notes = ext.catalog, ext.notes
         self._derived.clear()
         self._derived[key] = hit
+        self.derived_notes = notes
         return hit
 
     def effective_catalog(self) -> Catalog:

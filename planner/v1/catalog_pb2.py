@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18planner/v1/catalog.proto\x12\nplanner.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x0e\x43\x61talogSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05tiers\x18\x02 \x03(\t\x12\x12\n\nstrategies\x18\x03 \x03(\t\x12\x0f\n\x07targets\x18\x04 \x03(\t\x12\x0f\n\x07regions\x18\x05 \x03(\t\x12\x0f\n\x07tenants\x18\x06 \x03(\t\x12\x14\n\x0coption_count\x18\x07 \x01(\x05\"$\n\x11GetCatalogRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xba\x01\n\x12GetCatalogResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.planner.v1.CatalogSummary\x12(\n\x07\x63\x61talog\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04toml\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x11PutCatalogRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"r\n\x12PutCatalogResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.planner.v1.CatalogSummary\x12\x0e\n\x06stored\x18\x03 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"\x1c\n\x1aListCatalogVersionsRequest\"o\n\x0e\x43\x61talogVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"K\n\x1bListCatalogVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.planner.v1.CatalogVersion2\x92\x02\n\x0e\x43\x61talogService\x12K\n\nGetCatalog\x12\x1d.planner.v1.GetCatalogRequest\x1a\x1e.planner.v1.GetCatalogResponse\x12K\n\nPutCatalog\x12\x1d.planner.v1.PutCatalogRequest\x1a\x1e.planner.v1.PutCatalogResponse\x12\x66\n\x13ListCatalogVersions\x12&.planner.v1.ListCatalogVersionsRequest\x1a\'.planner.v1.ListCatalogVersionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18planner/v1/catalog.proto\x12\nplanner.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x0e\x43\x61talogSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05tiers\x18\x02 \x03(\t\x12\x12\n\nstrategies\x18\x03 \x03(\t\x12\x0f\n\x07targets\x18\x04 \x03(\t\x12\x0f\n\x07regions\x18\x05 \x03(\t\x12\x0f\n\x07tenants\x18\x06 \x03(\t\x12\x14\n\x0coption_count\x18\x07 \x01(\x05\"$\n\x11GetCatalogRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x80\x02\n\x12GetCatalogResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.planner.v1.CatalogSummary\x12(\n\x07\x63\x61talog\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04toml\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\teffective\x18\x06 \x01(\x0b\x32\x1a.planner.v1.CatalogSummary\x12\x15\n\rderived_notes\x18\x07 \x03(\t\"8\n\x11PutCatalogRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"r\n\x12PutCatalogResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12+\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.planner.v1.CatalogSummary\x12\x0e\n\x06stored\x18\x03 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"\x1c\n\x1aListCatalogVersionsRequest\"o\n\x0e\x43\x61talogVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"K\n\x1bListCatalogVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.planner.v1.CatalogVersion2\x92\x02\n\x0e\x43\x61talogService\x12K\n\nGetCatalog\x12\x1d.planner.v1.GetCatalogRequest\x1a\x1e.planner.v1.GetCatalogResponse\x12K\n\nPutCatalog\x12\x1d.planner.v1.PutCatalogRequest\x1a\x1e.planner.v1.PutCatalogResponse\x12\x66\n\x13ListCatalogVersions\x12&.planner.v1.ListCatalogVersionsRequest\x1a\'.planner.v1.ListCatalogVersionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCATALOGREQUEST']._serialized_start=244
   _globals['_GETCATALOGREQUEST']._serialized_end=280
   _globals['_GETCATALOGRESPONSE']._serialized_start=283
-  _globals['_GETCATALOGRESPONSE']._serialized_end=469
-  _globals['_PUTCATALOGREQUEST']._serialized_start=471
-  _globals['_PUTCATALOGREQUEST']._serialized_end=527
-  _globals['_PUTCATALOGRESPONSE']._serialized_start=529
-  _globals['_PUTCATALOGRESPONSE']._serialized_end=643
-  _globals['_LISTCATALOGVERSIONSREQUEST']._serialized_start=645
-  _globals['_LISTCATALOGVERSIONSREQUEST']._serialized_end=673
-  _globals['_CATALOGVERSION']._serialized_start=675
-  _globals['_CATALOGVERSION']._serialized_end=786
-  _globals['_LISTCATALOGVERSIONSRESPONSE']._serialized_start=788
-  _globals['_LISTCATALOGVERSIONSRESPONSE']._serialized_end=863
-  _globals['_CATALOGSERVICE']._serialized_start=866
-  _globals['_CATALOGSERVICE']._serialized_end=1140
+  _globals['_GETCATALOGRESPONSE']._serialized_end=539
+  _globals['_PUTCATALOGREQUEST']._serialized_start=541
+  _globals['_PUTCATALOGREQUEST']._serialized_end=597
+  _globals['_PUTCATALOGRESPONSE']._serialized_start=599
+  _globals['_PUTCATALOGRESPONSE']._serialized_end=713
+  _globals['_LISTCATALOGVERSIONSREQUEST']._serialized_start=715
+  _globals['_LISTCATALOGVERSIONSREQUEST']._serialized_end=743
+  _globals['_CATALOGVERSION']._serialized_start=745
+  _globals['_CATALOGVERSION']._serialized_end=856
+  _globals['_LISTCATALOGVERSIONSRESPONSE']._serialized_start=858
+  _globals['_LISTCATALOGVERSIONSRESPONSE']._serialized_end=933
+  _globals['_CATALOGSERVICE']._serialized_start=936
+  _globals['_CATALOGSERVICE']._serialized_end=1210
 # @@protoc_insertion_point(module_scope)

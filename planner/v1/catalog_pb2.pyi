@@ -109,6 +109,8 @@ class GetCatalogResponse(_message.Message):
     CATALOG_FIELD_NUMBER: _builtins.int
     TOML_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FIELD_NUMBER: _builtins.int
+    DERIVED_NOTES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Version: a stable hash of the catalog's content."""
     toml: _builtins.str
@@ -125,6 +127,18 @@ class GetCatalogResponse(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When this version was stored (unset for a catalog never stored, e.g. the packaged default)."""
 
+    @_builtins.property
+    def effective(self) -> Global___CatalogSummary:
+        """Active version only: what Route and Plan offer -- this catalog plus the tiers and strategies derived for
+        stored runs of models and strategies it does not know (equal to summary when there are none).
+        """
+
+    @_builtins.property
+    def derived_notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Active version only: how each derived entry was made, one line per run model or strategy name
+        (alias, recorded costs, price table row, size from the name, or left out and why).
+        """
+
     def __init__(
         self,
         *,
@@ -133,10 +147,12 @@ class GetCatalogResponse(_message.Message):
         catalog: _struct_pb2.Struct | None = ...,
         toml: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        effective: Global___CatalogSummary | None = ...,
+        derived_notes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "effective", b"effective", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "summary", b"summary", "toml", b"toml", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "derived_notes", b"derived_notes", "effective", b"effective", "summary", b"summary", "toml", b"toml", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,7 +14,7 @@ from planner.ingest import import_records
 from planner.server import create_server, stop_server
 from planner.settings import Settings
 from planner.store import Database
-from planner.v1 import common_pb2, routing_pb2, routing_pb2_grpc
+from planner.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, routing_pb2, routing_pb2_grpc
 
 MODELS = {"acme-pro": 1.5, "Acme-Small-7B": -0.2, "Acme-Mid-32B": 0.6}
 
@@ -98,3 +98,14 @@ async def test_guard_rails_may_name_derived_tiers(stub: routing_pb2_grpc.Routing
         bad = common_pb2.GuardRails(allowed_tiers=["no-such-model"])
         await stub.Route(routing_pb2.RouteRequest(query=_query("r2"), guard_rails=bad), timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_catalog_shows_what_route_and_plan_offer(server: tuple[grpc.aio.Server, int]) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server[1]}") as ch:
+        reply = await catalog_pb2_grpc.CatalogServiceStub(ch).GetCatalog(catalog_pb2.GetCatalogRequest())
+    assert not set(MODELS) & set(reply.summary.tiers)  # the stored catalog does not know them
+    assert set(MODELS) <= set(reply.effective.tiers)
+    assert "self_consistency" in reply.effective.strategies
+    assert reply.effective.option_count > 0
+    notes = "\n".join(reply.derived_notes)
+    assert "'acme-pro': recorded costs" in notes and "'self_consistency'" in notes

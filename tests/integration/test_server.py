@@ -87,6 +87,7 @@ async def test_get_catalog_returns_the_default_catalog(channel: grpc.aio.Channel
     assert list(reply.summary.tiers) == [t.name for t in default.tiers]
     assert reply.summary.option_count > 0
     assert reply.toml and len(reply.catalog["tiers"]) == len(default.tiers)
+    assert reply.effective == reply.summary and not reply.derived_notes  # nothing derived here
 
 
 async def test_put_catalog_bad_toml_is_invalid_argument_with_field_violations(
