@@ -43,8 +43,9 @@ class Forecast:
     except `input_tokens` and `level_group` with shape (n_queries,).
 
     `level_se` (optional) is the logit-scale standard error of the tier level each forecast rests on
-    (`models.level`); queries with equal `level_group` share those levels (and their errors): one group per
-    task of one fitted forecaster. Both are None when the forecaster does not know them."""
+    (`models.level`); queries with equal `level_group` share those levels (and their errors), e.g. every
+    query one fitted forecaster scores with its pooled levels. Both are None when the forecaster does not
+    know them."""
 
     tiers: tuple[str, ...]
     p_correct: np.ndarray

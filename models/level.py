@@ -11,8 +11,12 @@ runs: `sqrt(var / n) / (p (1 - p))`, the delta method applied to the mean score 
 variance `var` (for 0/1 outcomes `var` is about `p (1 - p)`; graded scores have less). `p` is smoothed by one
 pseudo-success and one pseudo-failure so that 0% or 100% on a few runs gives a finite, wide error, and a
 single run counts with the Bernoulli variance. A tier without runs on a task gets its pooled error over
-every task (the last row), as the forecaster falls back to its pooled level there. This is an approximation:
-it ignores the shrinkage a forecaster may apply to a level, which makes the correction conservative.
+every task (the last row), as a forecaster falls back to its pooled level there.
+
+This ignores the shrinkage a forecaster applies to its levels. `DifficultyPredictor` shrinks each task x
+tier offset towards the tier's shared level, so it reports the pooled row for every task (per-task errors
+overcorrected its promises on multi-task logs; bench/RESULTS.md); `PriorForecaster` is query-blind and
+pooled by construction.
 """
 
 from __future__ import annotations

@@ -121,9 +121,11 @@ class DifficultyPredictor(BaseEstimator):
         tokens = frame["output_tokens"].to_numpy(float)[d.plain]
         self.tokens_ = TokenModel().fit(d.x, cells.query, cells.tier, tokens, len(self.tiers_))
         q_task = task_index(self.tasks_, d.queries)
+        # pooled over tasks: the success model shrinks its task x tier offsets towards the shared tier
+        # levels, so a tier's level error is closer to its pooled one (per-task errors overcorrect: RESULTS)
         self.level_se_ = level_se_table(
             cells.task, cells.tier, cells.score, len(self.tasks_), len(self.tiers_)
-        )
+        )[-1]
         p_rows = self.success_.predict_proba_matrix(d.x, q_task)
         self.__dict__.pop("interaction_ability_", None)  # a refit starts raw
         self.__dict__.pop("interaction_slope_", None)
@@ -203,7 +205,7 @@ class DifficultyPredictor(BaseEstimator):
                 output_tokens_p50=one["output_tokens_p50"][None, :],
                 output_tokens_p90=one["output_tokens_p90"][None, :],
                 input_tokens=np.array([queries[0].input_tokens], dtype=float),
-                **self._levels(self._task_index(queries)),
+                **self._levels(1),
             )
         return self.forecast_batch(queries)
 
@@ -221,7 +223,7 @@ class DifficultyPredictor(BaseEstimator):
             output_tokens_p50=p50,
             output_tokens_p90=p90,
             input_tokens=np.array([q.input_tokens for q in queries], dtype=float),
-            **self._levels(task),
+            **self._levels(len(queries)),
         )
 
     def quality(self, forecast: Forecast, strategy: Strategy) -> np.ndarray:
@@ -285,23 +287,23 @@ class DifficultyPredictor(BaseEstimator):
         return {t: float(s) for t, s in zip(self.tiers_, values, strict=True)}
 
     # ---- internals --------------------------------------------------------------------------------------
-    def _levels(self, task: np.ndarray) -> dict[str, np.ndarray]:
-        """`level_se` / `level_group` of a forecast for queries of tasks `task` (-1: a task not seen in
-        training, which uses the pooled levels: the last row); none for artifacts saved without them."""
-        table = self.__dict__.get("level_se_")
-        if table is None:
+    def _levels(self, n: int) -> dict[str, np.ndarray]:
+        """`level_se` / `level_group` of a forecast of `n` queries: each tier's pooled level error, one group
+        (every task shares the tier levels' errors); none for artifacts saved without them."""
+        level = self.__dict__.get("level_se_")
+        if level is None:
             return {}
-        return {"level_se": table[task], "level_group": np.where(task < 0, len(self.tasks_), task)}
+        return {"level_se": np.broadcast_to(level, (n, len(level))), "level_group": np.zeros(n, np.intp)}
 
     def _recalibrate_level_se(self, tier: np.ndarray, score: np.ndarray) -> None:
-        """After recalibration every task's level of a tier comes from the recalibration runs (one pooled
-        Platt map): their pooled error, for the tiers they cover."""
-        table = self.__dict__.get("level_se_")
-        if table is None:
+        """After recalibration a tier's level comes from the recalibration runs (one pooled Platt map):
+        their error, for the tiers they cover."""
+        level = self.__dict__.get("level_se_")
+        if level is None:
             return
         fresh = level_se_table(np.zeros(len(tier), dtype=np.intp), tier, score, 1, len(self.tiers_))[-1]
         covered = np.bincount(tier, minlength=len(self.tiers_)) > 0
-        self.level_se_ = np.where(covered[None, :], fresh[None, :], table)
+        self.level_se_ = np.where(covered, fresh, level)
 
     def _task_index(self, queries: Sequence[Query]) -> np.ndarray:
         return task_index(self.tasks_, queries)

@@ -75,21 +75,24 @@ def fitted(gsm8k_small: pd.DataFrame) -> DifficultyPredictor:
     return DifficultyPredictor(n_components=16, interaction="raw").fit(gsm8k_small)
 
 
-def test_predictor_forecasts_carry_level_errors_per_task(
+def test_predictor_forecasts_carry_pooled_level_errors(
     fitted: DifficultyPredictor, gsm8k_small: pd.DataFrame
 ) -> None:
-    assert fitted.level_se_.shape == (len(fitted.tasks_) + 1, len(fitted.tiers_))
+    assert fitted.level_se_.shape == (len(fitted.tiers_),)
     queries = [*queries_from_frame(gsm8k_small)[:3], Query(prompt="x", task="never-seen")]
     fc = fitted.forecast(queries)
     assert fc.level_se is not None and fc.level_group is not None
-    np.testing.assert_allclose(fc.level_se[0], fitted.level_se_[0])
-    np.testing.assert_allclose(fc.level_se[3], fitted.level_se_[-1])  # unseen task: pooled levels
-    assert fc.level_group.tolist() == [0, 0, 0, len(fitted.tasks_)]
+    for i in range(4):  # every task, seen or not: the tier's pooled error, one shared group
+        np.testing.assert_allclose(fc.level_se[i], fitted.level_se_)
+    assert not fc.level_group.any()
     one = fitted.forecast(queries[:1])  # the one-query hot path gives the same
     assert one.level_se is not None
     np.testing.assert_allclose(one.level_se[0], fc.level_se[0])
     # 400 queries per tier: a level is known to about a tenth of a logit, tighter for tiers near 50%
     assert 0.05 < float(np.median(fitted.level_se_)) < 0.4
+    runs = gsm8k_small[gsm8k_small["tier"] == fitted.tiers_[0]]
+    p = (runs["score"].sum() + 1) / (len(runs) + 2)
+    assert fitted.level_se_[0] == pytest.approx(np.sqrt(runs["score"].var() / len(runs)) / (p * (1 - p)))
 
 
 def test_recalibration_takes_its_level_errors_from_the_new_runs(
@@ -98,7 +101,7 @@ def test_recalibration_takes_its_level_errors_from_the_new_runs(
     recal = copy.deepcopy(fitted).recalibrate(gsm8k_small.sample(300, random_state=0))
     covered = sorted(set(gsm8k_small.sample(300, random_state=0)["tier"]))
     j = fitted.tiers_.index(covered[0])
-    assert recal.level_se_[0, j] > 2 * fitted.level_se_[0, j]  # few runs per tier: a wider error
+    assert recal.level_se_[j] > 2 * fitted.level_se_[j]  # few runs per tier: a wider error
 
 
 def test_artifacts_without_level_errors_forecast_without_them(
