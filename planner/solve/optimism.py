@@ -98,12 +98,14 @@ def selection_optimism(
     inverse = inverse.reshape(len(rows), m)
     slope = np.where(valid, np.clip(value, 0.0, 1.0) * (1.0 - np.clip(value, 0.0, 1.0)), 0.0) * sd
     weight, penalty = _prices(problem, solution, rows, valid)
+    base = np.where(valid, weight * value - penalty, -np.inf)  # the plan's Lagrangian score per option
+    step = weight * slope  # its change per unit draw of the option's level
     take = np.arange(len(rows))
     out = np.empty(draws)
     for b in range(draws):
-        perturbed = np.where(valid, value + slope * rng.standard_normal(len(ids))[inverse], value)
-        pick = _lagrangian_pick(weight * perturbed - penalty, problem.cost[rows], valid)
-        out[b] = float(np.mean(perturbed[take, pick] - value[take, pick]))
+        shift = rng.standard_normal(len(ids))[inverse]
+        pick = np.argmax(base + step * shift, axis=1)  # exact ties pick options of equal perturbed value
+        out[b] = float(np.mean(slope[take, pick] * shift[take, pick]))
     return Optimism(
         float(out.mean()), float(out.std(ddof=1) / np.sqrt(draws)) if draws > 1 else 0.0, draws, len(rows)
     )
@@ -127,13 +129,3 @@ def _prices(
         if lam:
             penalty += lam * float(sign) * np.asarray(arr[rows], dtype=float)
     return weight, np.where(valid, penalty, 0.0)
-
-
-def _lagrangian_pick(
-    score: npt.NDArray[np.float64], cost: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.intp]:
-    """Per row, the valid option of best score (ties within 1e-12: the cheaper option)."""
-    score = np.where(valid, score, -np.inf)
-    best = score.max(axis=1, keepdims=True)
-    tied = score >= best - 1e-12
-    return np.asarray(np.where(tied, np.asarray(cost, dtype=float), np.inf).argmin(axis=1), dtype=np.intp)
