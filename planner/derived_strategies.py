@@ -7,7 +7,10 @@ strategy_params) of the runs whose name is not a catalog strategy, `resolve_stra
 - the kind, from words of the name (`KIND_WORDS`, searched in order: search before best-of-N before vote
   before revision before chain of thought before single, so `cot_sc` is a vote);
 - the sample count (params `n`, `samples`, `k`, `num_samples`, `best_of`, `width`, else the last number in the
-  name) and the rounds (params `steps`, `rounds`, `revisions`, `depth`, `iterations`);
+  name) and the rounds (params `steps`, `rounds`, `revisions`, `depth`, `iterations`); a single or
+  chain-of-thought pass with several samples (params, or `@N` at the end of the name: `cot@8`) is read as
+  a majority vote over them (self-consistency), its longer samples priced by the measured token multiplier;
+  `pass@k` names no deployable strategy (it needs the answer key) and is left out;
 
 and maps it onto the catalog strategy of the same kind, samples and rounds (an alias), else derives a strategy
 of that shape named after the run name (plus `-n<samples>` when one name comes with several sample counts).
@@ -100,8 +103,11 @@ def shape_of(name: str, params_json: str) -> tuple[StrategyKind, int, int] | str
     elif kind is StrategyKind.REVISION:
         rounds = _int_param(params, _ROUND_KEYS) or (int(numbers[-1]) if numbers else 2)
         samples = 1
-    else:
-        samples = 1
+    else:  # a plain or chain-of-thought pass sampled several times (`cot@8`, `{"n": 5}`) is voted over
+        at = re.search(r"@(\d+)\s*$", name)
+        samples = samples or (int(at.group(1)) if at else 1)
+        if samples > 1:
+            return StrategyKind.MAJORITY_VOTE, samples, max(1, rounds)
     return kind, samples, max(1, rounds)
 
 

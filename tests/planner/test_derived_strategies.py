@@ -45,6 +45,13 @@ def test_shape_from_params_or_name() -> None:
     assert shape_of("maj@8", "{}") == (K.MAJORITY_VOTE, 8, 1)
     assert shape_of("self_refine", params_key('{"rounds": 3}')) == (K.REVISION, 1, 3)
     assert shape_of("greedy", "{}") == (K.SINGLE, 1, 1)
+    # several samples of a plain or chain-of-thought pass are voted over (self-consistency)
+    assert shape_of("cot@8", "{}") == (K.MAJORITY_VOTE, 8, 1)
+    assert shape_of("chain_of_thought", params_key({"n": 5})) == (K.MAJORITY_VOTE, 5, 1)
+    assert shape_of("cot", "{}") == (K.CHAIN_OF_THOUGHT, 1, 1)
+    assert shape_of("cot_v2", "{}") == (K.CHAIN_OF_THOUGHT, 1, 1)  # a version number is not a count
+    assert shape_of("greedy", params_key({"n": 1})) == (K.SINGLE, 1, 1)
+    assert "not recognised" in str(shape_of("pass@8", "{}"))  # needs the answer key: not deployable
     assert "sample count" in str(shape_of("majority_vote", "{}"))
     assert "not recognised" in str(shape_of("mystery", "{}"))
     assert params_key(float("nan")) == params_key(None) == params_key("") == params_key({}) == ""
