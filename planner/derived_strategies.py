@@ -85,6 +85,11 @@ def _int_param(params: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 def shape_of(name: str, params_json: str) -> tuple[StrategyKind, int, int] | str:
     """(kind, samples, rounds) of a run strategy, or why it cannot be read."""
+    if re.search(r"pass\s*@\s*\d+", name.lower()):
+        return (
+            "pass@k counts a query solved when any of k samples is right: that needs the answer key, "
+            "so it is not a strategy the planner can deploy"
+        )
     kind = kind_of(name)
     if kind is None:
         return f"kind not recognised from the name (words for each kind: {[k.value for k, _ in KIND_WORDS]})"
