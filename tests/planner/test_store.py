@@ -350,3 +350,18 @@ def test_catalog_store_keeps_one_active_version(db: Database) -> None:
     active = store.get_active()
     assert active is not None and active.hash == first.hash
     assert len(store.list()) == 2
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.none() | st.timezones()
+    )
+)
+def test_sqlite_time_is_sqlalchemys_datetime_text_in_utc(value: datetime) -> None:
+    from planner.store.driver import sqlite_time
+
+    v = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    # SQLAlchemy's SQLite DATETIME storage format
+    date = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    expected = f"{date} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    assert sqlite_time(value) == expected
