@@ -25,18 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from models.api import Forecast, Forecaster, Query
+from models.api import Forecaster, Query
 from planner.catalog import Catalog
 from planner.errors import FailedPreconditionError, FieldViolation, InfeasibleError, InvalidArgumentError
 from planner.governance import Explanation, GuardRails, combine, static_masks, summarise
 from planner.options import OptionArrays, OptionSet, QualityFn
 from planner.router import J_PER_KWH
+from planner.servicers.plan_promise import plan_optimism, solve_adjusted
 from planner.servicers.routing import PERIODS
 from planner.servicers.state import ServiceState
-from planner.solve import Objective, Solution, solve, solve_milp
+from planner.solve import Objective, Problem, Solution, solve, solve_milp
 from planner.solve.batch import Batch, ConstraintKind, PlanSpec, build_batch, kind_of
 from planner.solve.explain import Explanations, explain
-from planner.solve.optimism import Optimism, level_arrays, selection_optimism
+from planner.solve.optimism import Optimism
 from planner.store import Database, Ledger, period_key
 from planner.v1 import common_pb2, routing_pb2
 
@@ -73,6 +74,8 @@ class PlanArgs:
     milp: bool
     gap: float
     time_limit_s: float
+    target_adjusted: bool = False
+    """MIN_COST: the target holds for the adjusted promise (`planner.servicers.plan_promise`)."""
 
 
 async def handle_plan(
@@ -136,6 +139,12 @@ def parse_plan_request(request: routing_pb2.PlanRequest, catalog: Catalog) -> Pl
         bad.append(
             FieldViolation("time_limit", f"{tl.seconds}s {tl.nanos}ns", "must be a non-negative duration")
         )
+    if request.target_adjusted_quality and objective is not Objective.MIN_COST:
+        bad.append(
+            FieldViolation(
+                "target_adjusted_quality", True, "only used with PLAN_OBJECTIVE_MIN_COST_FOR_QUALITY"
+            )
+        )
     if request.method not in routing_pb2.SolverMethod.values():
         bad.append(
             FieldViolation("method", request.method, f"not one of {list(routing_pb2.SolverMethod.keys())}")
@@ -165,6 +174,7 @@ def parse_plan_request(request: routing_pb2.PlanRequest, catalog: Catalog) -> Pl
         milp=request.method == routing_pb2.SOLVER_METHOD_MILP,
         gap=float(gap),
         time_limit_s=tl.seconds + tl.nanos * 1e-9,
+        target_adjusted=request.target_adjusted_quality,
     )
 
 
@@ -323,32 +333,37 @@ def _plan(
     batch = build_batch(
         options, arrays, forecast.input_tokens, [q.tenant for q in queries], args.spec, tenant_rails
     )
-    left = max(deadline - time.perf_counter(), 0.0) * SOLVE_SHARE
-    if args.milp:
-        if batch.feasible_options > MILP_MAX_ENTRIES:
-            raise InvalidArgumentError.for_field(
-                "method",
-                "SOLVER_METHOD_MILP",
-                f"{batch.feasible_options} feasible (query, option) pairs; the exact "
-                f"solver takes at most {MILP_MAX_ENTRIES} (use SOLVER_METHOD_LAGRANGIAN)",
-            )
-        solution = solve_milp(batch.problem, time_limit_s=left)
-    else:
-        solution = solve(batch.problem, time_limit_s=left, tol=args.gap)
+    if args.milp and batch.feasible_options > MILP_MAX_ENTRIES:
+        raise InvalidArgumentError.for_field(
+            "method",
+            "SOLVER_METHOD_MILP",
+            f"{batch.feasible_options} feasible (query, option) pairs; the exact "
+            f"solver takes at most {MILP_MAX_ENTRIES} (use SOLVER_METHOD_LAGRANGIAN)",
+        )
+    solution = _solve(args, batch, deadline)
+    optimism = plan_optimism(options, forecast, batch.problem, solution)
+    if args.target_adjusted:
+
+        def resolve(problem: Problem) -> Solution:
+            return _solve(args, replace(batch, problem=problem), deadline)
+
+        def estimate(problem: Problem, sol: Solution) -> Optimism:
+            return plan_optimism(options, forecast, problem, sol)
+
+        problem, solution, optimism = solve_adjusted(batch.problem, solution, optimism, resolve, estimate)
+        batch = replace(batch, problem=problem)
     why = explain(batch.problem, solution)
     reply = _response(args, options, arrays, batch, solution, why)
-    optimism = _optimism(options, forecast, batch, solution)
     reply.totals.selection_optimism = optimism.mean
     reply.totals.adjusted_mean_quality = reply.totals.mean_quality - optimism.mean
     return reply
 
 
-def _optimism(options: OptionSet, forecast: Forecast, batch: Batch, solution: Solution) -> Optimism:
-    """The plan's selection optimism (`planner.solve.optimism`); none without level errors in the forecast."""
-    if forecast.level_se is None or forecast.level_group is None or not len(forecast.input_tokens):
-        return Optimism.none()
-    se, level = level_arrays(options.tier_columns(forecast), forecast.level_se, forecast.level_group)
-    return selection_optimism(batch.problem, solution, se, level)
+def _solve(args: PlanArgs, batch: Batch, deadline: float) -> Solution:
+    left = max(deadline - time.perf_counter(), 0.0) * SOLVE_SHARE
+    if args.milp:
+        return solve_milp(batch.problem, time_limit_s=left)
+    return solve(batch.problem, time_limit_s=left, tol=args.gap)
 
 
 def _response(

@@ -600,6 +600,7 @@ class PlanRequest(_message.Message):
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     GAP_TOLERANCE_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
+    TARGET_ADJUSTED_QUALITY_FIELD_NUMBER: _builtins.int
     total_spend_usd: _builtins.float
     """Cap on the plan's total spend, USD (0 = none)."""
     total_energy_kwh: _builtins.float
@@ -612,6 +613,12 @@ class PlanRequest(_message.Message):
     """Stop when the relative optimality gap falls below this (0 = server default)."""
     method: Global___SolverMethod.ValueType
     """Solver."""
+    target_adjusted_quality: _builtins.bool
+    """MIN_COST_FOR_QUALITY only: hold target_quality against the plan's adjusted promise (totals.
+    adjusted_mean_quality: mean expected quality less its selection optimism) instead of the plain mean, so
+    the plan buys the extra quality the winner's curse would otherwise take back. FAILED_PRECONDITION when no
+    plan reaches it.
+    """
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QueryInput]:
         """Queries to allocate."""
@@ -654,10 +661,11 @@ class PlanRequest(_message.Message):
         time_limit: _duration_pb2.Duration | None = ...,
         gap_tolerance: _builtins.float = ...,
         method: Global___SolverMethod.ValueType = ...,
+        target_adjusted_quality: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["guard_rails", b"guard_rails", "slo", b"slo", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "gap_tolerance", b"gap_tolerance", "guard_rails", b"guard_rails", "method", b"method", "objective", b"objective", "queries", b"queries", "slo", b"slo", "target_quality", b"target_quality", "tenant_budgets", b"tenant_budgets", "time_limit", b"time_limit", "total_energy_kwh", b"total_energy_kwh", "total_spend_usd", b"total_spend_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "gap_tolerance", b"gap_tolerance", "guard_rails", b"guard_rails", "method", b"method", "objective", b"objective", "queries", b"queries", "slo", b"slo", "target_adjusted_quality", b"target_adjusted_quality", "target_quality", b"target_quality", "tenant_budgets", b"tenant_budgets", "time_limit", b"time_limit", "total_energy_kwh", b"total_energy_kwh", "total_spend_usd", b"total_spend_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

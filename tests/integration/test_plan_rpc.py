@@ -121,6 +121,30 @@ async def test_min_cost_for_quality(stub: routing_pb2_grpc.RoutingServiceStub) -
     assert reply.totals.spend_usd < free.totals.spend_usd
 
 
+async def test_min_cost_target_may_hold_for_the_adjusted_promise(
+    stub: routing_pb2_grpc.RoutingServiceStub,
+) -> None:
+    free = await _plan(stub)
+    target = free.totals.mean_quality * 0.92
+    kw: dict[str, object] = {
+        "objective": routing_pb2.PLAN_OBJECTIVE_MIN_COST_FOR_QUALITY,
+        "target_quality": target,
+    }
+    plain = await _plan(stub, **kw)
+    assert plain.totals.mean_quality >= target - 1e-9
+    assert plain.totals.adjusted_mean_quality < target  # the plain plan's promise is held to its forecasts
+    adjusted = await _plan(stub, target_adjusted_quality=True, **kw)
+    assert adjusted.totals.adjusted_mean_quality >= target - 0.02  # up to the estimate's Monte Carlo error
+    assert adjusted.totals.mean_quality > plain.totals.mean_quality
+    assert adjusted.totals.adjusted_mean_quality == pytest.approx(
+        adjusted.totals.mean_quality - adjusted.totals.selection_optimism
+    )
+    assert adjusted.totals.spend_usd > plain.totals.spend_usd  # it buys back what selection would take
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # no plan's adjusted promise reaches the best forecast
+        await _plan(stub, target_adjusted_quality=True, **(kw | {"target_quality": free.totals.mean_quality}))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_guard_rails_and_slo_filter_options(stub: routing_pb2_grpc.RoutingServiceStub) -> None:
     reply = await _plan(
         stub,
@@ -194,6 +218,7 @@ async def test_every_assignment_explains_itself(stub: routing_pb2_grpc.RoutingSe
         ({"guard_rails": common_pb2.GuardRails(allowed_tiers=["nope"])}, "guard_rails.allowed_tiers"),
         ({"guard_rails": common_pb2.GuardRails(max_spend_per_query_usd=-1.0)}, "guard_rails.max_spend_usd"),
         ({"slo": common_pb2.LatencySlo(p99_e2e_s=-3.0)}, "slo.p99_e2e_s"),
+        ({"target_adjusted_quality": True}, "target_adjusted_quality"),
         ({"queries": [common_pb2.QueryInput(query_id="x", tenant="who")]}, "queries[0].tenant"),
         (
             {"tenant_budgets": {"default": common_pb2.Budget(spend_usd=-2.0)}},
