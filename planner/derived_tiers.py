@@ -9,9 +9,9 @@
 2. **recorded costs**: at least `MIN_COST_ROWS` of its plain runs carry `cost_usd` and token counts -> USD
    per input and output token fitted by non-negative least squares (`scipy.optimize.nnls`), served on a
    per-token target of its own; the speed comes from recorded `latency_s` where there is some;
-3. **price table** (tokencost's CSV columns `model, input_usd_per_mtok, output_usd_per_mtok`, e.g. LiteLLM's
-   table as tokencost exports it): the row whose normalised name equals the model's (exactly, else after
-   dropping dates on both sides when that leaves one price) -> the same per-token target at that price;
+3. **price tables** (`planner.prices`: the user's CSV, then the list prices bundled with `tokencost`): the
+   first row whose normalised name equals the model's (exactly, else after dropping dates on both sides
+   when that leaves one price) -> the same per-token target at that price;
 4. **size in the name** (`72B`, `3.8b`, `8x7B`, `30B-A3B`, `360M`) -> an open-weight tier the hardware model
    prices on the catalog's device targets (bf16, 8k context, KV cache by the catalog's rule of thumb).
 
@@ -26,11 +26,9 @@ after the model, lists it as its run name and says in `source` how it was priced
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +44,7 @@ from planner.catalog import (
     TokenPrice,
 )
 from planner.derived_strategies import StrategyResolution, plain_mask, resolve_strategies, run_params
-from planner.errors import InvalidArgumentError
+from planner.prices import PriceTable, find_price, normalise, undated
 
 MIN_COST_ROWS = 20
 """Plain runs with a recorded cost needed before per-token prices are fitted from them."""
@@ -54,20 +52,9 @@ DEFAULT_TOKENS_PER_S = 50.0
 """ASSUMPTION: API decode speed per user when no latency is recorded (as the catalog's API targets)."""
 DEFAULT_RTT_MS = 50.0
 """ASSUMPTION: network round trip to a derived API target."""
-_DATE = re.compile(r"[-_@.](?:20\d{2}-?\d{2}-?\d{2}|\d{4})$")
 _MOE = re.compile(r"(?<![\w.])(\d+)x(\d+(?:\.\d+)?)b(?![a-z])")
 _SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([bm])(?![a-z0-9])")
 _ACTIVE = re.compile(r"(?<![\w.])a(\d+(?:\.\d+)?)b(?![a-z0-9])")
-
-
-def normalise(name: str) -> str:
-    """Lower case, without `@provider`, a `vendor/` path prefix and surrounding blanks."""
-    return name.split("@", 1)[0].rsplit("/", 1)[-1].strip().lower()
-
-
-def undated(name: str) -> str:
-    """`normalise(name)` without a trailing date or 4-digit version (`-20240620`, `-2024-08-06`, `-0125`)."""
-    return _DATE.sub("", normalise(name))
 
 
 def size_from_name(name: str) -> tuple[float, float] | None:
@@ -83,62 +70,6 @@ def size_from_name(name: str) -> tuple[float, float] | None:
     total = max(sizes)
     active = _ACTIVE.search(n)
     return total, min(total, float(active.group(1))) if active else total
-
-
-@dataclass(frozen=True)
-class PriceRow:
-    model: str
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
-
-
-@dataclass(frozen=True)
-class PriceTable:
-    """API prices by model name (see `load_price_table`)."""
-
-    rows: tuple[PriceRow, ...]
-
-    def find(self, model: str) -> PriceRow | None:
-        """The row for `model`: same normalised name, else same undated name when that leaves one price;
-        first-party rows (no `vendor/` prefix) first."""
-        key = normalise(model)
-        exact = [r for r in self.rows if normalise(r.model) == key]
-        if exact:
-            return min(exact, key=lambda r: "/" in r.model)
-        loose = [r for r in self.rows if undated(r.model) == undated(model)]
-        prices = {(r.input_usd_per_mtok, r.output_usd_per_mtok) for r in loose}
-        return min(loose, key=lambda r: "/" in r.model) if len(prices) == 1 else None
-
-
-def load_price_table(path: str | Path) -> PriceTable:
-    """Read a price CSV with columns `model, input_usd_per_mtok, output_usd_per_mtok` (others ignored);
-    a bad row raises InvalidArgumentError naming its line."""
-    rows = []
-    try:
-        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
-    except OSError as exc:
-        raise InvalidArgumentError.for_field("prices", str(path), f"cannot read: {exc.strerror}") from None
-    with fh:
-        reader = csv.DictReader(fh)
-        need = {"model", "input_usd_per_mtok", "output_usd_per_mtok"}
-        missing = need - set(reader.fieldnames or ())
-        if missing:
-            raise InvalidArgumentError.for_field("prices", str(path), f"lacks columns {sorted(missing)}")
-        for line, rec in enumerate(reader, start=2):
-            try:
-                row = PriceRow(
-                    rec["model"], float(rec["input_usd_per_mtok"]), float(rec["output_usd_per_mtok"])
-                )
-            except (TypeError, ValueError):
-                raise InvalidArgumentError.for_field(
-                    f"prices line {line}", rec, "prices must be numbers"
-                ) from None
-            if not (row.model and row.input_usd_per_mtok >= 0 and row.output_usd_per_mtok >= 0):
-                raise InvalidArgumentError.for_field(
-                    f"prices line {line}", rec, "needs a model and prices >= 0"
-                )
-            rows.append(row)
-    return PriceTable(tuple(rows))
 
 
 @dataclass(frozen=True)
@@ -166,11 +97,13 @@ def unknown_models(catalog: Catalog, runs: pd.DataFrame) -> list[str]:
 
 
 def extend_catalog(
-    catalog: Catalog, runs: pd.DataFrame, prices: PriceTable | None = None, plain: str = "single"
+    catalog: Catalog, runs: pd.DataFrame, prices: Sequence[PriceTable] = (), plain: str = "single"
 ) -> Extension:
     """The catalog plus a tier for every run model and a strategy for every run strategy it does not know
-    (module docstring; `planner.derived_strategies`). `runs` needs a `model` column; `input_tokens`,
-    `output_tokens`, `cost_usd`, `latency_s`, `strategy`, `strategy_params` are read if there."""
+    (module docstring; `planner.derived_strategies`), pricing closed models from `prices` (tried in order;
+    `planner.prices.price_tables`) when their runs record no cost. `runs` needs a `model` column;
+    `input_tokens`, `output_tokens`, `cost_usd`, `latency_s`, `strategy`, `strategy_params` are read if
+    there."""
     resolution = resolve_strategies(catalog, runs, plain)
     catalog = _with_strategies(catalog, resolution)
     models = unknown_models(catalog, runs)
@@ -287,19 +220,17 @@ def _derive(
     model: str,
     copies: tuple[str, ...],
     plain: pd.DataFrame,
-    prices: PriceTable | None,
+    prices: Sequence[PriceTable],
     region: str,
     closed_size: float,
 ) -> tuple[ModelTier, Target | None, str] | str:
     size = size_from_name(model)
     price, note = _recorded_price(plain), "recorded costs"
-    if price is None and prices is not None:
-        row = prices.find(model)
-        if row is not None:
-            price = TokenPrice(
-                row.input_usd_per_mtok, row.output_usd_per_mtok, f"price table row {row.model!r}"
-            )
-            note = f"price table row {row.model!r}"
+    found = find_price(prices, model) if price is None else None
+    if found is not None:
+        row, table = found
+        note = f"{table.source} of {row.model!r}"
+        price = TokenPrice(row.input_usd_per_mtok, row.output_usd_per_mtok, note)
     if price is None and size is None:
         return (
             "left out: no catalog tier, no recorded cost_usd, no price-table row and no size in the name "

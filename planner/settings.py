@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     """Catalog TOML file; None = the packaged default (or the active stored version)."""
     price_table: Path | None = None
     """API price CSV (`model, input_usd_per_mtok, output_usd_per_mtok`) pricing run models the catalog lacks
-    (`planner.derived_tiers`); None = recorded costs and sizes in model names only."""
+    (`planner.derived_tiers`), tried before the list prices."""
+    list_prices: bool = True
+    """Price run models the catalog lacks, whose runs record no cost, from the list prices bundled with the
+    `tokencost` package (`planner.prices`) when nothing before them prices a model."""
     max_message_mb: int = Field(default=16, ge=1, le=1024)
     """Largest gRPC message accepted or sent, MiB."""
     grace_s: float = Field(default=5.0, ge=0, le=600)

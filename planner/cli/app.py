@@ -35,7 +35,8 @@ PricesOption = Annotated[
     typer.Option(
         "--prices",
         help="API price CSV (model, input_usd_per_mtok, output_usd_per_mtok) for run models the catalog "
-        "does not know; default: PLANNER_PRICE_TABLE.",
+        "does not know; default: PLANNER_PRICE_TABLE. Tried before tokencost's list prices "
+        "(PLANNER_LIST_PRICES=false turns those off).",
     ),
 ]
 

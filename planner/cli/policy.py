@@ -51,13 +51,15 @@ def runs_and_catalog(
 ) -> tuple[Any, pd.DataFrame, tuple[str, ...]]:
     """The catalog extended with a tier (strategy) for every run model (strategy) it does not know
     (`planner.derived_tiers`), the prepared runs mapped onto it, and a note per derived entry."""
-    from planner.derived_tiers import extend_catalog, load_price_table, remap_runs
+    from planner.derived_tiers import extend_catalog, remap_runs
+    from planner.prices import price_tables
     from planner.settings import load_settings
 
     cat = load_catalog(catalog)
     frame = load_runs(runs, database_url, task, cat.run_name_map())
-    path = prices if prices is not None else load_settings().price_table
-    ext = extend_catalog(cat, frame, load_price_table(path) if path is not None else None)
+    settings = load_settings()
+    path = prices if prices is not None else settings.price_table
+    ext = extend_catalog(cat, frame, price_tables(path, settings.list_prices))
     return ext.catalog, remap_runs(frame, ext), ext.notes
 
 

@@ -145,8 +145,11 @@ def load_mapped(
     if catalog is None:
         return frame, dict(run_name_map or {})
     from planner.derived_tiers import extend_catalog, remap_runs
+    from planner.prices import price_tables
+    from planner.settings import load_settings
 
-    extension = extend_catalog(catalog, frame)
+    settings = load_settings()  # the same price sources as the server and the CLI
+    extension = extend_catalog(catalog, frame, price_tables(settings.price_table, settings.list_prices))
     return remap_runs(frame, extension), extension.catalog.run_name_map()
 
 

@@ -65,8 +65,8 @@ class ServiceState:
     def catalog_for(self, tiers: Sequence[str]) -> Catalog:
         """Blocking: the active catalog plus a derived tier for each of `tiers` (a forecaster's) it does not
         know and a derived strategy for each stored run strategy name it does not know, from the stored runs,
-        the `price_table` setting and model names (`planner.derived_tiers`); cached per catalog version,
-        tiers and number of stored runs."""
+        the `price_table` and `list_prices` settings and model names (`planner.derived_tiers`); cached per
+        catalog version, tiers and number of stored runs."""
         if self.db is None:
             return self.catalog
         from planner.store import RunStore
@@ -81,10 +81,11 @@ class ServiceState:
         hit = self.catalog
         notes: tuple[str, ...] = ()
         if unknown_tiers or unknown_strategies:
-            from planner.derived_tiers import extend_catalog, load_price_table
+            from planner.derived_tiers import extend_catalog
+            from planner.prices import price_tables
 
-            path = self.settings.price_table
-            ext = extend_catalog(self.catalog, store.load_frame(), load_price_table(path) if path else None)
+            prices = price_tables(self.settings.price_table, self.settings.list_prices)
+            ext = extend_catalog(self.catalog, store.load_frame(), prices)
             for note in ext.notes:
                 log.info("catalog.derived", note=note)
             hit, notes = ext.catalog, ext.notes

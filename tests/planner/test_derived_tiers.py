@@ -10,16 +10,10 @@ import pandas as pd
 import pytest
 
 from planner.catalog import PriceModel, load_catalog
-from planner.derived_tiers import (
-    extend_catalog,
-    load_price_table,
-    normalise,
-    remap_runs,
-    size_from_name,
-    undated,
-)
+from planner.derived_tiers import extend_catalog, remap_runs, size_from_name
 from planner.errors import InvalidArgumentError
 from planner.options import OptionSet
+from planner.prices import load_price_table, normalise, undated
 from simulator.costmodel import CostModel
 
 
@@ -109,7 +103,7 @@ def test_price_table_and_size_from_name(catalog, tmp_path: Path) -> None:  # typ
         "somehost/Acme-Coder-32B,somehost,0.2,0.2\n"
     )
     runs = _runs({"acme-chat": {}, "Acme-Coder-32B": {}, "Acme-Tiny-1.5B": {}, "mystery": {}})
-    ext = extend_catalog(catalog, runs, load_price_table(table))
+    ext = extend_catalog(catalog, runs, (load_price_table(table),))
     cat = ext.catalog
     chat = cat.tier("acme-chat")  # undated match, closed: API only
     assert not chat.open_weights
