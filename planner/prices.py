@@ -4,10 +4,10 @@ Two sources, tried in this order by `price_tables`:
 1. a price table the user names (`--prices FILE`, `PLANNER_PRICE_TABLE`): a CSV with columns `model,
    input_usd_per_mtok, output_usd_per_mtok` (tokencost's export of LiteLLM's table has them);
 2. the list prices that ship with the `tokencost` package (LiteLLM's `model_prices_and_context_window`
-   table, about 1,400 chat models of 60+ providers; `PLANNER_LIST_PRICES=false` turns them off). The JSON is
-   read from the installed package's folder without importing the package, whose import may try the
-   network. Rows without both prices, with both at zero, or of a non-text mode (embeddings, images, audio)
-   are skipped.
+   table: about 1,100 priced chat models of 60+ providers; `PLANNER_LIST_PRICES=false` turns them off).
+   The JSON is read from the installed package's folder without importing the package, whose import may
+   try the network. Rows without both prices, with both at zero, or of a non-text mode (embeddings,
+   images, audio) are skipped.
 
 A model matches a row of the same normalised name (lower case, without `@provider` and a `vendor/` path),
 else -- when that leaves one price -- of the same name without a trailing date.
