@@ -20,6 +20,7 @@ import numpy as np
 from models import interaction as ia
 from models.api import Query
 from models.features import QueryFeaturizer
+from models.response import ResponseFit
 from models.strategies import expected_quality
 from models.success import Calibrator, CoreParams
 from planner.catalog import Strategy
@@ -59,7 +60,7 @@ class CompiledPredictor:
     token_c: np.ndarray
     token_z90: np.ndarray
     rho: np.ndarray
-    offset: Callable[[Strategy], float]
+    response: Callable[[Strategy], ResponseFit]
     interaction_ability: np.ndarray | None = None
     """(tasks + 1, tiers) ability table of the interaction calibration (last row: unseen tasks), or None."""
     interaction_slope: np.ndarray | None = None
@@ -71,10 +72,12 @@ class CompiledPredictor:
         found = self.tables.get(key)
         if found is None:
             grid = np.broadcast_to(np.linspace(0.0, 1.0, GRID_POINTS), (len(self.rho), GRID_POINTS))
-            rho = self.rho[:, None]
-            found = np.stack(
-                [with_offset(expected_quality(grid, s, rho), self.offset(s)) for s in strategies]
-            )
+            rows = []
+            for s in strategies:
+                fit = self.response(s)
+                rho = self.rho[:, None] if fit.rho is None else fit.rho
+                rows.append(with_offset(expected_quality(grid, s, rho), fit.offset))
+            found = np.stack(rows)
             self.tables[key] = found
         return found
 

@@ -36,7 +36,7 @@ from models.features import QueryFeaturizer
 from models.hotpath import CompiledPredictor, strategy_key, with_offset
 from models.level import level_se_table
 from models.recalibrate import fit_tier_platt
-from models.response import collect_evidence, fit_offset
+from models.response import ResponseFit, collect_evidence, fit_response
 from models.strategies import expected_quality, fit_correlation, strategy_tokens
 from models.success import Cells, SuccessModel
 from models.tokens import Z90, TokenModel
@@ -63,8 +63,9 @@ class DifficultyPredictor(BaseEstimator):
     (`Catalog.run_name_map()`), `n_components` the text SVD width, `calibration` one of
     auto/none/platt/isotonic,
     `mf_rank` / `mf_weight` the low-rank (query x tier) term of the success model, `interaction` one of
-    calibrated/raw (see the module docstring) with `interaction_folds` inner query folds, `random_state` the
-    seed.
+    calibrated/raw (see the module docstring) with `interaction_folds` inner query folds,
+    `fit_strategy_correlation` whether a logged multi-sample strategy may fit its own intra-query correlation
+    (`models.response.fit_response`), `random_state` the seed.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class DifficultyPredictor(BaseEstimator):
         neighbours: int = 25,
         interaction: str = "calibrated",
         interaction_folds: int = 3,
+        fit_strategy_correlation: bool = True,
         random_state: int = 0,
     ) -> None:
         self.run_name_map = run_name_map
@@ -89,6 +91,7 @@ class DifficultyPredictor(BaseEstimator):
         self.neighbours = neighbours
         self.interaction = interaction
         self.interaction_folds = interaction_folds
+        self.fit_strategy_correlation = fit_strategy_correlation
         self.random_state = random_state
 
     # ---- fitting ----------------------------------------------------------------------------------------
@@ -236,18 +239,17 @@ class DifficultyPredictor(BaseEstimator):
 
     def exact_quality(self, forecast: Forecast, strategy: Strategy) -> np.ndarray:
         """`quality` evaluated by the closed form itself (no table)."""
-        check_is_fitted(self, "correlation_")
-        rho = self.correlation_.for_tiers(forecast.tiers)
-        quality = expected_quality(forecast.p_correct, strategy, rho)
-        return with_offset(quality, self.strategy_offset(strategy))
+        fit = self.strategy_response(strategy)
+        rho = self.correlation_.for_tiers(forecast.tiers) if fit.rho is None else fit.rho
+        return with_offset(expected_quality(forecast.p_correct, strategy, rho), fit.offset)
 
     def quality_fn(self, p_single: np.ndarray, strategy: Strategy) -> np.ndarray:
         """Tier-agnostic strategy response with this predictor's fits, for callers that pass probability
         columns without tier names (`planner.options.OptionSet.build(quality_fn=predictor.quality_fn)`): the
-        closed form with the pooled fitted correlation and the strategy's fitted offset."""
-        check_is_fitted(self, "correlation_")
-        quality = expected_quality(p_single, strategy, self.correlation_.rho)
-        return with_offset(quality, self.strategy_offset(strategy))
+        closed form with the pooled fitted correlation (or the strategy's own) and its fitted offset."""
+        fit = self.strategy_response(strategy)
+        rho = self.correlation_.rho if fit.rho is None else fit.rho
+        return with_offset(expected_quality(p_single, strategy, rho), fit.offset)
 
     def tokens(self, forecast: Forecast, strategy: Strategy) -> dict[str, np.ndarray]:
         """Tokens of `strategy` per (query, tier): `input` (the prompt read once per sample and round; a
@@ -265,12 +267,19 @@ class DifficultyPredictor(BaseEstimator):
 
     def strategy_offset(self, strategy: Strategy) -> float:
         """The fitted logit correction for `strategy` (0.0 when the runs hold no runs of it)."""
+        return self.strategy_response(strategy).offset
+
+    def strategy_response(self, strategy: Strategy) -> ResponseFit:
+        """The fitted response of `strategy` from its logged runs (`models.response.fit_response`): its
+        logit offset and, with `fit_strategy_correlation` while the correlation is only assumed (no repeated
+        samples in the runs), its own correlation; no correction when the runs hold no runs of it."""
         check_is_fitted(self, "evidence_")
-        cache: dict[tuple[Any, ...], float] = self.__dict__.setdefault("_offset_cache", {})
+        cache: dict[tuple[Any, ...], ResponseFit] = self.__dict__.setdefault("_offset_cache", {})
         key = strategy_key(strategy)
         if key not in cache:
             ev = self.evidence_.get(strategy.name)
-            cache[key] = 0.0 if ev is None else fit_offset(ev, strategy)
+            fit_rho = self.fit_strategy_correlation and self.correlation_.source == "default"
+            cache[key] = ResponseFit() if ev is None else fit_response(ev, strategy, fit_rho)
         return cache[key]
 
     def score_one(self, query: Query, strategies: Sequence[Strategy] = ()) -> dict[str, np.ndarray]:
@@ -365,7 +374,7 @@ class DifficultyPredictor(BaseEstimator):
             token_c=self.tokens_.c_,
             token_z90=Z90 * self.tokens_.sigma_,
             rho=self.correlation_.for_tiers(self.tiers_),
-            offset=self.strategy_offset,
+            response=self.strategy_response,
             interaction_ability=self.__dict__.get("interaction_ability_"),
             interaction_slope=self.__dict__.get("interaction_slope_"),
         )
@@ -383,6 +392,7 @@ class DifficultyPredictor(BaseEstimator):
         state = dict(state)
         state.setdefault("interaction", "raw")
         state.setdefault("interaction_folds", 3)
+        state.setdefault("fit_strategy_correlation", False)  # older artifacts: offsets-only response
         super().__setstate__(state)
 
 

@@ -6,8 +6,10 @@ rate). When the historical runs hold runs of a non-plain strategy (e.g. `vote3` 
 predictor keeps, per strategy name, the single-sample forecast of each such run and its observed score
 (`StrategyEvidence`), and fits one logit offset `delta` so that sigmoid(logit(closed form) + delta) matches
 the observed outcomes (1-D Newton on the log-loss with a ridge penalty pulling delta to 0, so a handful of
-runs moves it little). Strategies without logged runs keep the closed form unchanged (offset 0): an honest
-fallback, not a fit.
+runs moves it little). When the runs hold no repeated samples to measure the intra-query correlation (the
+predictor then assumes one), a multi-sample strategy with enough logged runs also gets the correlation that
+explains its outcomes best (`fit_response`): how much a vote lifts strong tiers and sinks weak ones.
+Strategies without logged runs keep the closed form unchanged (offset 0): an honest fallback, not a fit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ MAX_EVIDENCE_RUNS = 5000
 
 OFFSET_PENALTY = 2.0
 """Ridge penalty on the offset, in units of pseudo-runs' curvature (keeps tiny samples close to 0)."""
+
+MIN_RHO_RUNS = 200
+"""Runs of a multi-sample strategy needed before its correlation is fitted from them (`fit_response`)."""
+
+RHO_GRID = np.round(np.linspace(0.0, 0.95, 39), 4)
+"""Correlations `fit_response` tries (step 0.025)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,42 @@ def collect_evidence(
 def _logit(q: np.ndarray) -> np.ndarray:
     q = np.clip(q, 1e-6, 1 - 1e-6)
     return np.asarray(np.log(q) - np.log1p(-q))
+
+
+@dataclass(frozen=True)
+class ResponseFit:
+    """The fitted response of one strategy: a logit offset and, for a multi-sample strategy whose runs
+    identify it, the intra-query correlation to use instead of the predictor's own (None: keep that)."""
+
+    offset: float = 0.0
+    rho: float | None = None
+
+
+def fit_response(evidence: StrategyEvidence, strategy: Strategy, fit_rho: bool) -> ResponseFit:
+    """The offset (`fit_offset`) and -- with `fit_rho`, a strategy of two or more samples and at least
+    `MIN_RHO_RUNS` runs -- the correlation on `RHO_GRID` that, with its own best offset, explains the logged
+    outcomes best (penalised log-likelihood). The correlation sets how much a vote or a verifier amplifies:
+    with answers close to independent, voting lifts a tier that is usually right and sinks one that is
+    usually wrong, which one offset for every tier cannot express. It is an *effective* correlation,
+    relative to the forecasts (their own error spreads a query's rate as correlation does), so it is fitted
+    on them."""
+    if not fit_rho or strategy.samples < 2 or evidence.n_runs < MIN_RHO_RUNS:
+        return ResponseFit(fit_offset(evidence, strategy))
+    best = (-np.inf, 0.0, 0.0)
+    for rho in RHO_GRID:
+        ev = StrategyEvidence(evidence.p_single, np.full_like(evidence.rho, rho), evidence.score)
+        delta = fit_offset(ev, strategy)
+        q = np.clip(with_logit_offset(expected_quality(ev.p_single, strategy, ev.rho), delta), 1e-6, 1 - 1e-6)
+        y = ev.score
+        fit = float(np.sum(y * np.log(q) + (1 - y) * np.log1p(-q))) - 0.5 * OFFSET_PENALTY * delta**2
+        if fit > best[0]:
+            best = (fit, float(rho), delta)
+    return ResponseFit(best[2], best[1])
+
+
+def with_logit_offset(q: np.ndarray, delta: float) -> np.ndarray:
+    """sigmoid(logit(q) + delta)."""
+    return np.asarray(1.0 / (1.0 + np.exp(-(_logit(q) + delta))))
 
 
 def fit_offset(evidence: StrategyEvidence, strategy: Strategy, iterations: int = 25) -> float:
