@@ -20,7 +20,7 @@ import numpy as np
 from models import interaction as ia
 from models.api import Query
 from models.features import QueryFeaturizer
-from models.response import ResponseFit
+from models.response import ResponseFit, with_offset
 from models.strategies import expected_quality
 from models.success import Calibrator, CoreParams
 from planner.catalog import Strategy
@@ -38,14 +38,6 @@ def strategy_key(strategy: Strategy) -> tuple[Any, ...]:
         strategy.serial_steps,
         strategy.verifier_accuracy,
     )
-
-
-def with_offset(q: np.ndarray, offset: float) -> np.ndarray:
-    """sigmoid(logit(q) + offset); q unchanged when the offset is 0."""
-    if offset == 0.0:
-        return q
-    qc = np.clip(q, 1e-6, 1 - 1e-6)
-    return np.asarray(1.0 / (1.0 + np.exp(-(np.log(qc) - np.log1p(-qc) + offset))))
 
 
 @dataclass

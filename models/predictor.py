@@ -33,10 +33,10 @@ from models.api import Forecast, Query
 from models.data import index_of, plain_runs, prepare_runs, queries_from_frame, query_keys
 from models.design import build_design, task_index
 from models.features import QueryFeaturizer
-from models.hotpath import CompiledPredictor, strategy_key, with_offset
+from models.hotpath import CompiledPredictor, strategy_key
 from models.level import level_se_table
 from models.recalibrate import fit_tier_platt
-from models.response import ResponseFit, collect_evidence, fit_response
+from models.response import ResponseFit, collect_evidence, fit_response, with_offset
 from models.strategies import expected_quality, fit_correlation, strategy_tokens
 from models.success import Cells, SuccessModel
 from models.tokens import Z90, TokenModel
@@ -274,7 +274,7 @@ class DifficultyPredictor(BaseEstimator):
         logit offset and, with `fit_strategy_correlation` while the correlation is only assumed (no repeated
         samples in the runs), its own correlation; no correction when the runs hold no runs of it."""
         check_is_fitted(self, "evidence_")
-        cache: dict[tuple[Any, ...], ResponseFit] = self.__dict__.setdefault("_offset_cache", {})
+        cache: dict[tuple[Any, ...], ResponseFit] = self.__dict__.setdefault("_response_cache", {})
         key = strategy_key(strategy)
         if key not in cache:
             ev = self.evidence_.get(strategy.name)
@@ -364,7 +364,7 @@ class DifficultyPredictor(BaseEstimator):
 
     def _compile(self) -> CompiledPredictor:
         check_is_fitted(self, "success_")
-        self.__dict__["_offset_cache"] = {}
+        self.__dict__["_response_cache"] = {}
         fast = CompiledPredictor(
             featurizer=self.featurizer_,
             core=self.success_.core_,
@@ -384,7 +384,7 @@ class DifficultyPredictor(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_fast", None)
-        state.pop("_offset_cache", None)
+        state.pop("_response_cache", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

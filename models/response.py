@@ -102,7 +102,7 @@ def fit_response(evidence: StrategyEvidence, strategy: Strategy, fit_rho: bool) 
     for rho in RHO_GRID:
         ev = StrategyEvidence(evidence.p_single, np.full_like(evidence.rho, rho), evidence.score)
         delta = fit_offset(ev, strategy)
-        q = np.clip(with_logit_offset(expected_quality(ev.p_single, strategy, ev.rho), delta), 1e-6, 1 - 1e-6)
+        q = np.clip(with_offset(expected_quality(ev.p_single, strategy, ev.rho), delta), 1e-6, 1 - 1e-6)
         y = ev.score
         fit = float(np.sum(y * np.log(q) + (1 - y) * np.log1p(-q))) - 0.5 * OFFSET_PENALTY * delta**2
         if fit > best[0]:
@@ -110,9 +110,11 @@ def fit_response(evidence: StrategyEvidence, strategy: Strategy, fit_rho: bool) 
     return ResponseFit(best[2], best[1])
 
 
-def with_logit_offset(q: np.ndarray, delta: float) -> np.ndarray:
-    """sigmoid(logit(q) + delta)."""
-    return np.asarray(1.0 / (1.0 + np.exp(-(_logit(q) + delta))))
+def with_offset(q: np.ndarray, offset: float) -> np.ndarray:
+    """sigmoid(logit(q) + offset); q unchanged when the offset is 0."""
+    if offset == 0.0:
+        return q
+    return np.asarray(1.0 / (1.0 + np.exp(-(_logit(q) + offset))))
 
 
 def fit_offset(evidence: StrategyEvidence, strategy: Strategy, iterations: int = 25) -> float:
