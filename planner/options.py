@@ -286,6 +286,18 @@ class OptionSet:
             tokens_p90=forecast.input_tokens[:, None] + p90 * self.output_multiplier[None, :],
         )
 
+    def level_errors(self, forecast: Forecast) -> tuple[np.ndarray, np.ndarray] | None:
+        """(se, level), shape (queries, options), for `planner.solve.optimism`: each option's logit standard
+        error of its tier's level and the id of that shared level (queries of one `level_group` share it);
+        None when the forecast carries no level errors."""
+        if forecast.level_se is None or forecast.level_group is None:
+            return None
+        cols = self.tier_columns(forecast)
+        group = np.asarray(forecast.level_group, dtype=np.int64)[:, None]
+        return np.asarray(forecast.level_se, dtype=float)[:, cols], group * len(forecast.tiers) + cols[
+            None, :
+        ]
+
     def tier_columns(self, forecast: Forecast) -> np.ndarray:
         """Each option's tier column in `forecast` (raises INVALID_ARGUMENT when it lacks a tier)."""
         if tuple(forecast.tiers) == self.forecast_tiers:

@@ -53,7 +53,6 @@ from planner.evaluation.recorded import (
     replay_quality_fn,
 )
 from planner.options import CostModelLike, OptionArrays, OptionSet, QualityFn, lognormal_mean
-from planner.solve.optimism import level_arrays
 
 
 @dataclass(frozen=True)
@@ -255,10 +254,7 @@ class Replay:
         """(se, level) of every (query, option) for `planner.solve.optimism` -- each option's logit
         standard error of its tier's level and the id of that shared level -- or None when the forecaster
         gives no level errors."""
-        f = self.forecast
-        if f.level_se is None or f.level_group is None:
-            return None
-        return level_arrays(self.options.tier_columns(f), f.level_se, f.level_group)
+        return self.options.level_errors(self.forecast)
 
     def promise(self, choice: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, float]:
         """Mean predicted (quality, cost per query) of a choice (over `rows`, default all)."""

@@ -17,7 +17,7 @@ from models.api import Forecast
 from planner.errors import InfeasibleError
 from planner.options import OptionSet
 from planner.solve import QUALITY, Problem, Solution
-from planner.solve.optimism import Optimism, level_arrays, selection_optimism
+from planner.solve.optimism import Optimism, selection_optimism
 
 ADJUST_ROUNDS = 4
 """Re-solves at most, each with the optimism of the previous plan."""
@@ -25,10 +25,10 @@ ADJUST_ROUNDS = 4
 
 def plan_optimism(options: OptionSet, forecast: Forecast, problem: Problem, solution: Solution) -> Optimism:
     """The plan's selection optimism; none when the forecast carries no level errors."""
-    if forecast.level_se is None or forecast.level_group is None or not len(forecast.input_tokens):
+    levels = options.level_errors(forecast)
+    if levels is None or not len(forecast.input_tokens):
         return Optimism.none()
-    se, level = level_arrays(options.tier_columns(forecast), forecast.level_se, forecast.level_group)
-    return selection_optimism(problem, solution, se, level)
+    return selection_optimism(problem, solution, *levels)
 
 
 def solve_adjusted(

@@ -58,17 +58,6 @@ class Optimism:
         return cls(0.0, 0.0, 0, 0)
 
 
-def level_arrays(
-    tier_col: npt.NDArray[np.intp], level_se: npt.NDArray[np.floating], level_group: npt.NDArray[np.integer]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """(se, level) arrays of shape (queries, options) from a forecast's per-tier `level_se` (queries, tiers)
-    and `level_group` (queries,) and each option's tier column `tier_col` (options,)."""
-    se = np.asarray(level_se, dtype=float)[:, tier_col]
-    n_tiers = level_se.shape[1]
-    level = np.asarray(level_group, dtype=np.int64)[:, None] * n_tiers + np.asarray(tier_col)[None, :]
-    return se, level
-
-
 def selection_optimism(
     problem: Problem,
     solution: Solution,

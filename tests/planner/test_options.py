@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,21 @@ def test_lognormal_p99_recovers_the_tail_of_a_lognormal() -> None:
     assert lognormal_p99(np.array([5.0]), np.array([5.0]))[0] == pytest.approx(5.0)  # no spread
     assert lognormal_p99(np.array([5.0]), np.array([4.0]))[0] == pytest.approx(5.0)  # p90 below the mean
     assert np.all(np.diff(lognormal_p99(np.ones(4), np.array([1.1, 1.5, 2.0, 30.0]))) > 0)  # grows with p90
+
+
+def test_level_errors_follow_each_options_tier_and_group(setup: tuple[OptionSet, CostModel]) -> None:
+    options, _ = setup
+    f = _forecast(options.forecast_tiers, n=3)
+    assert options.level_errors(f) is None  # no level errors in the forecast: nothing to correct
+    k = len(f.tiers)
+    se_by_tier = np.tile(np.arange(1.0, k + 1), (3, 1))
+    f = dataclasses.replace(f, level_se=se_by_tier, level_group=np.array([0, 0, 1]))
+    got = options.level_errors(f)
+    assert got is not None
+    se, level = got
+    assert se.shape == level.shape == (3, len(options))
+    for j, o in enumerate(options.options):
+        t = f.tiers.index(o.tier)
+        assert se[0, j] == t + 1
+        assert level[0, j] == level[1, j] == t  # same group, same tier: one shared level
+        assert level[2, j] == k + t  # another group: levels of its own

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 
 from planner.solve import Objective, Problem, solve
-from planner.solve.optimism import Optimism, level_arrays, selection_optimism
+from planner.solve.optimism import Optimism, selection_optimism
 
 
 def _equal_tiers(n: int = 300, k: int = 6, p: float = 0.8) -> Problem:
     return Problem(value=np.full((n, k), p), cost=np.ones((n, k)))
+
+
+def level_arrays(
+    tier_col: np.ndarray, level_se: np.ndarray, level_group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(se, level) of each (query, option) from per-tier errors and each query's group, as
+    `planner.options.OptionSet.level_errors` builds them from a forecast."""
+    n_tiers = level_se.shape[1]
+    return level_se[:, tier_col], level_group[:, None] * n_tiers + tier_col[None, :]
 
 
 def _one_level_per_tier(n: int, k: int, se: float) -> tuple[np.ndarray, np.ndarray]:
