@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from models.api import Forecast, Query
 from models.data import plain_runs, prepare_runs
-from models.level import level_se_table
+from models.level import tier_level_se
 
 DEFAULT_OUTPUT_TOKENS = 256.0
 """Output tokens assumed for a tier whose runs carry no output length."""
@@ -54,8 +54,7 @@ class PriorForecaster(BaseEstimator):
         )
         self.n_runs_ = counts.to_numpy(int)
         tier = pd.Categorical(frame["tier"], categories=counts.index).codes
-        zeros = np.zeros(len(frame), dtype=np.intp)
-        self.level_se_ = level_se_table(zeros, tier, frame["score"].to_numpy(float), 1, len(counts))[-1]
+        self.level_se_ = tier_level_se(tier, frame["score"].to_numpy(float), len(counts))
         tok = grouped["output_tokens"]
         self.output_p50_, self.output_p90_ = tier_token_quantiles(tok, counts.index)
         self.output_mean_ = tok.mean().reindex(counts.index).fillna(DEFAULT_OUTPUT_TOKENS).to_numpy(float)

@@ -34,7 +34,7 @@ from models.data import index_of, plain_runs, prepare_runs, queries_from_frame, 
 from models.design import build_design, task_index
 from models.features import QueryFeaturizer
 from models.hotpath import CompiledPredictor, strategy_key
-from models.level import level_se_table
+from models.level import tier_level_se
 from models.recalibrate import fit_tier_platt
 from models.response import ResponseFit, collect_evidence, fit_response, with_offset
 from models.strategies import expected_quality, fit_correlation, strategy_tokens
@@ -124,11 +124,7 @@ class DifficultyPredictor(BaseEstimator):
         tokens = frame["output_tokens"].to_numpy(float)[d.plain]
         self.tokens_ = TokenModel().fit(d.x, cells.query, cells.tier, tokens, len(self.tiers_))
         q_task = task_index(self.tasks_, d.queries)
-        # pooled over tasks: the success model shrinks its task x tier offsets towards the shared tier
-        # levels, so a tier's level error is closer to its pooled one (per-task errors overcorrect: RESULTS)
-        self.level_se_ = level_se_table(
-            cells.task, cells.tier, cells.score, len(self.tasks_), len(self.tiers_)
-        )[-1]
+        self.level_se_ = tier_level_se(cells.tier, cells.score, len(self.tiers_))  # pooled over tasks
         p_rows = self.success_.predict_proba_matrix(d.x, q_task)
         self.__dict__.pop("interaction_ability_", None)  # a refit starts raw
         self.__dict__.pop("interaction_slope_", None)
@@ -310,7 +306,7 @@ class DifficultyPredictor(BaseEstimator):
         level = self.__dict__.get("level_se_")
         if level is None:
             return
-        fresh = level_se_table(np.zeros(len(tier), dtype=np.intp), tier, score, 1, len(self.tiers_))[-1]
+        fresh = tier_level_se(tier, score, len(self.tiers_))
         covered = np.bincount(tier, minlength=len(self.tiers_)) > 0
         self.level_se_ = np.where(covered, fresh, level)
 

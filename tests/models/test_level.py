@@ -11,48 +11,41 @@ import pytest
 from models.api import Forecast, Query
 from models.baseline import PriorForecaster
 from models.data import queries_from_frame
-from models.level import MAX_SE, level_se_table
+from models.level import MAX_SE, tier_level_se
 from models.predictor import DifficultyPredictor
 
 
 def test_binary_scores_follow_the_delta_method() -> None:
-    # tier 0: 90 of 100 right on task 0; tier 1: 60 of 100
+    # tier 0: 90 of 100 right; tier 1: 60 of 100
     score = np.r_[np.ones(90), np.zeros(10), np.ones(60), np.zeros(40)]
     tier = np.r_[np.zeros(100, int), np.ones(100, int)]
-    table = level_se_table(np.zeros(200, int), tier, score, 1, 2)
-    assert table.shape == (2, 2)
+    se = tier_level_se(tier, score, 2)
+    assert se.shape == (2,)
     for j, p in enumerate((0.9, 0.6)):
         var = p * (1 - p) * 100 / 99  # sample variance
         ps = (100 * p + 1) / 102  # smoothed mean
-        assert table[0, j] == pytest.approx(np.sqrt(var / 100) / (ps * (1 - ps)), rel=1e-9)
-    np.testing.assert_allclose(table[0], table[1])  # one task: the pooled row is the same
+        assert se[j] == pytest.approx(np.sqrt(var / 100) / (ps * (1 - ps)), rel=1e-9)
 
 
 def test_more_runs_narrow_the_error_and_graded_scores_are_tighter() -> None:
     rng = np.random.default_rng(0)
-    few = level_se_table(np.zeros(50, int), np.zeros(50, int), rng.random(50) < 0.8, 1, 1)
-    many = level_se_table(np.zeros(5000, int), np.zeros(5000, int), rng.random(5000) < 0.8, 1, 1)
-    assert many[0, 0] < few[0, 0] / 5
-    graded = level_se_table(np.zeros(500, int), np.zeros(500, int), rng.uniform(0.7, 0.9, 500), 1, 1)
-    binary = level_se_table(np.zeros(500, int), np.zeros(500, int), rng.random(500) < 0.8, 1, 1)
-    assert graded[0, 0] < binary[0, 0] / 3
+    few = tier_level_se(np.zeros(50, int), rng.random(50) < 0.8, 1)
+    many = tier_level_se(np.zeros(5000, int), rng.random(5000) < 0.8, 1)
+    assert many[0] < few[0] / 5
+    graded = tier_level_se(np.zeros(500, int), rng.uniform(0.7, 0.9, 500), 1)
+    binary = tier_level_se(np.zeros(500, int), rng.random(500) < 0.8, 1)
+    assert graded[0] < binary[0] / 3
 
 
-def test_missing_cells_fall_back_to_pooled_and_extremes_stay_finite() -> None:
-    # tier 1 has runs on task 0 only; tier 2 has none; tier 0 is right on every one of its 3 runs
-    task = np.array([0, 0, 0, 0, 1])
-    tier = np.array([0, 0, 0, 1, 0])
-    score = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
-    table = level_se_table(task, tier, score, 2, 3)
-    assert table.shape == (3, 3) and np.all(np.isfinite(table))
-    assert table[1, 1] == table[2, 1]  # tier 1 on task 1: its pooled error
-    assert np.all(table[:, 2] == MAX_SE)  # never seen
-    assert 0 < table[0, 0] <= MAX_SE
+def test_extremes_stay_finite_and_unseen_tiers_get_the_cap() -> None:
+    se = tier_level_se(np.array([0, 0, 0, 1]), np.array([1.0, 1.0, 1.0, 0.0]), 3)
+    assert np.all(np.isfinite(se)) and 0 < se[0] <= MAX_SE and 0 < se[1] <= MAX_SE
+    assert se[2] == MAX_SE  # no runs at all
 
 
 def test_mismatched_arrays_are_rejected() -> None:
     with pytest.raises(ValueError, match="one shape"):
-        level_se_table(np.zeros(3, int), np.zeros(2, int), np.zeros(3), 1, 1)
+        tier_level_se(np.zeros(2, int), np.zeros(3), 1)
 
 
 def test_forecast_takes_level_errors_with_their_groups_only() -> None:
